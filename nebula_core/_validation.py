@@ -1,0 +1,54 @@
+"""Input checks that run before any request, so a bad item never costs a half-finished job."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["validate_texts"]
+
+_MAX_LISTED = 10
+
+
+def _positions(positions: list[int]) -> str:
+    shown = ", ".join(str(p) for p in positions[:_MAX_LISTED])
+    more = len(positions) - _MAX_LISTED
+    return f"{shown} (and {more} more)" if more > 0 else shown
+
+
+def validate_texts(texts: object) -> list[str]:
+    """Return `texts` as a list of non-blank strings or raise, naming every offending position.
+
+    A bare `str` is refused rather than embedded character by character.
+    """
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
+        raise TypeError(
+            f"texts must be a list of strings, got {type(texts).__name__}; "
+            "wrap a single text in a list: embed([text])."
+        )
+    items = list(texts)
+    not_str = [i for i, item in enumerate(items) if type(item) is not str]
+    if not_str:
+        kinds = sorted({type(items[i]).__name__ for i in not_str})
+        raise TypeError(
+            f"Every input must be a str; inputs at positions {_positions(not_str)} are "
+            f"{', '.join(kinds)}. Convert or drop them before embedding."
+        )
+    blank = [i for i, item in enumerate(items) if not item or item.isspace()]
+    if blank:
+        raise ValueError(
+            f"Inputs at positions {_positions(blank)} are empty or whitespace-only; the service "
+            "cannot embed them. Drop them, or replace them with a placeholder text."
+        )
+    unencodable = []
+    for i, item in enumerate(items):
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            unencodable.append(i)
+    if unencodable:
+        raise ValueError(
+            f"Inputs at positions {_positions(unencodable)} contain lone surrogate characters "
+            "that cannot be sent as UTF-8; clean them, e.g. "
+            "text.encode('utf-8', 'replace').decode('utf-8')."
+        )
+    return items

@@ -1,0 +1,468 @@
+"""`NebulaClient`: batched, concurrent, retried and index-ordered calls to `/embeddings`."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import requests
+import requests.adapters
+
+from nebula_core._config import ClientConfig
+from nebula_core._ratelimit import Pacer, estimate_tokens
+from nebula_core._response import Usage, error_for_status, server_message, unpack_embeddings
+from nebula_core._retry import Cancelled, parse_retry_after, run_with_retries, should_retry
+from nebula_core._validation import validate_texts
+from nebula_core.errors import (
+    APIConnectionError,
+    APITimeoutError,
+    BadRequestError,
+    DeadlineExceededError,
+    NebulaError,
+    ResponseFormatError,
+)
+from nebula_core.models import DEFAULT_MODEL
+
+__all__ = ["EmbeddingResult", "NebulaClient", "ProgressCallback"]
+
+logger = logging.getLogger("nebula_core")
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of inputs a finished request embedded (from worker threads)."""
+
+_USER_AGENT = "nebulablock-embeddings/0.1.0 (python-requests)"
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """The vectors of one `embed` call, in input order, and what producing them cost."""
+
+    embeddings: list[list[float]]
+    usage: Usage
+    model: str
+    requests: int
+    retries: int
+
+
+class _Job:
+    """The shared state of one embed call: results, counters and the cancel switch."""
+
+    def __init__(
+        self,
+        texts: list[str],
+        model: str,
+        batch_size: int,
+        deadline: float | None,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.texts = texts
+        self.model = model
+        self.vectors: list[list[float] | None] = [None] * len(texts)
+        self.usage = Usage()
+        self.requests = 0
+        self.retries = 0
+        self.completed = 0
+        self.dimensions: int | None = None
+        self.batch_cap = batch_size
+        self.deadline = deadline
+        self.deadline_at = None if deadline is None else time.monotonic() + deadline
+        self.cancelled = threading.Event()
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        """Back off, but wake at once if the call is cancelled or the deadline is past."""
+        if self.cancelled.wait(seconds):
+            raise Cancelled
+
+    def remaining(self) -> float | None:
+        return None if self.deadline_at is None else self.deadline_at - time.monotonic()
+
+    def deadline_error(self, last: NebulaError | None) -> DeadlineExceededError:
+        cause = f" The last error was: {last}" if last else ""
+        return DeadlineExceededError(
+            f"The deadline of {self.deadline:g}s for this embed call ran out after "
+            f"{self.completed} of {len(self.texts)} inputs were embedded "
+            f"({self.requests} requests, {self.retries} retries). Raise deadline=..., or embed "
+            f"fewer texts per call.{cause}",
+            completed=self.completed,
+            total=len(self.texts),
+        )
+
+    def store(self, start: int, vectors: list[list[float]], usage: Usage) -> None:
+        with self.lock:
+            width = len(vectors[0])
+            if self.dimensions is None:
+                self.dimensions = width
+            elif width != self.dimensions:
+                raise ResponseFormatError(
+                    f"The service returned {width}-dimensional vectors for inputs {start}.."
+                    f"{start + len(vectors) - 1} but {self.dimensions}-dimensional ones earlier "
+                    "in the same call; a vector store cannot hold both. No vectors were returned."
+                )
+            self.vectors[start : start + len(vectors)] = vectors
+            self.usage = self.usage + usage
+            self.completed += len(vectors)
+        if self.on_progress is not None:
+            self.on_progress(len(vectors))
+
+
+class NebulaClient:
+    """A thread-safe, picklable client for NebulaBlock's `POST /embeddings`.
+
+    Arguments win over the `NEBULA_API_KEY` / `NEBULA_BASE_URL` environment variables. Batches
+    run concurrently (at most `max_concurrency` requests in flight, sync or async); each batch
+    is retried by one tenacity loop; results are always placed by the response's `index`.
+
+    >>> client = NebulaClient()                                     # doctest: +SKIP
+    >>> client.embed(["first text", "second text"]).embeddings      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 6,
+        max_concurrency: int = 4,
+        default_headers: Mapping[str, str] | None = None,
+        *,
+        deadline: float | None = None,
+        max_retry_wait: float = 60.0,
+        retry_base_wait: float = 0.5,
+        requests_per_minute: float | None = None,
+        tokens_per_minute: float | None = None,
+    ) -> None:
+        self._config = ClientConfig.build(
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            default_headers=default_headers,
+            max_retry_wait=max_retry_wait,
+            retry_base_wait=retry_base_wait,
+            deadline=deadline,
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+        )
+        self._pacer = Pacer(requests_per_minute, tokens_per_minute)
+        self._init_transport()
+
+    def _init_transport(self) -> None:
+        self._transport_lock = threading.Lock()
+        self._session: requests.Session | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._owner_pid = os.getpid()
+
+    @property
+    def config(self) -> ClientConfig:
+        """The validated settings (the key inside is a `Secret` that never prints)."""
+        return self._config
+
+    @property
+    def base_url(self) -> str:
+        return self._config.base_url
+
+    def __repr__(self) -> str:
+        c = self._config
+        return (
+            f"NebulaClient(base_url={c.base_url!r}, timeout={c.timeout:g}, "
+            f"max_retries={c.max_retries}, max_concurrency={c.max_concurrency})"
+        )
+
+    # -- pickling: the key and settings travel; sessions, pools and locks are rebuilt lazily --
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self._config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._config = state["config"]
+        self._pacer = Pacer(self._config.requests_per_minute, self._config.tokens_per_minute)
+        self._init_transport()
+
+    # -- transport --------------------------------------------------------------------------
+
+    def _check_fork(self) -> None:
+        # A session or pool copied into a forked child shares sockets and dead threads with
+        # the parent: start fresh in the child.
+        if self._owner_pid != os.getpid():
+            self._init_transport()
+
+    def _get_session(self) -> requests.Session:
+        self._check_fork()
+        session = self._session
+        if session is None:
+            with self._transport_lock:
+                if self._session is None:
+                    self._session = self._new_session()
+                session = self._session
+        return session
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        # Retries live in one place (tenacity); urllib3 must not add a second layer.
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=1, pool_maxsize=self._config.max_concurrency, max_retries=0
+        )
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        # Proxies and netrc from the environment are honoured; netrc must not override our key.
+        session.trust_env = True
+        session.headers.update(
+            {
+                "User-Agent": _USER_AGENT,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                **self._config.default_headers,
+                "Authorization": f"Bearer {self._config.api_key.reveal()}",
+            }
+        )
+        return session
+
+    def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        self._check_fork()
+        executor = self._executor
+        if executor is None:
+            with self._transport_lock:
+                if self._executor is None:
+                    self._executor = concurrent.futures.ThreadPoolExecutor(
+                        max_workers=self._config.max_concurrency,
+                        thread_name_prefix="nebula-embed",
+                    )
+                executor = self._executor
+        return executor
+
+    def close(self) -> None:
+        """Release pooled connections and worker threads; the client can still be used after."""
+        with self._transport_lock:
+            session, executor = self._session, self._executor
+            self._session = self._executor = None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+        if session is not None:
+            session.close()
+
+    def __enter__(self) -> NebulaClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- public API -------------------------------------------------------------------------
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 64,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> EmbeddingResult:
+        """Embed `texts` in order: `result.embeddings[i]` is the vector of `texts[i]`.
+
+        Invalid inputs raise `TypeError`/`ValueError` before any request; an empty list returns
+        an empty result without a request.
+        """
+        job = self._start_job(texts, model, batch_size, on_progress)
+        ranges = self._ranges(job, batch_size)
+        if len(ranges) <= 1 or self._config.max_concurrency == 1:
+            try:
+                for start, end in ranges:
+                    self._embed_range(job, start, end)
+            except BaseException:
+                job.cancelled.set()
+                raise
+            return self._finish(job)
+
+        executor = self._get_executor()
+        futures = [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
+        try:
+            done, _ = concurrent.futures.wait(
+                futures, return_when=concurrent.futures.FIRST_EXCEPTION
+            )
+            for future in done:
+                future.result()
+        except BaseException:
+            # An error, or Ctrl-C in the caller's thread: stop sending, return at once.
+            job.cancelled.set()
+            for future in futures:
+                future.cancel()
+            raise
+        return self._finish(job)
+
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 64,
+        *,
+        on_progress: ProgressCallback | None = None,
+    ) -> EmbeddingResult:
+        """`embed` for asyncio: the event loop never waits on the network.
+
+        Requests run in the client's worker threads (at most `max_concurrency` at once).
+        Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
+        """
+        job = self._start_job(texts, model, batch_size, on_progress)
+        ranges = self._ranges(job, batch_size)
+        if not ranges:
+            return self._finish(job)
+        loop = asyncio.get_running_loop()
+        executor = self._get_executor()
+        futures = [
+            loop.run_in_executor(executor, self._embed_range, job, start, end)
+            for start, end in ranges
+        ]
+        try:
+            await asyncio.gather(*futures)
+        except BaseException:
+            job.cancelled.set()
+            for future in futures:
+                future.cancel()
+            raise
+        return self._finish(job)
+
+    # -- the work ---------------------------------------------------------------------------
+
+    def _start_job(
+        self,
+        texts: Sequence[str],
+        model: str,
+        batch_size: int,
+        on_progress: ProgressCallback | None,
+    ) -> _Job:
+        if not isinstance(model, str) or not model.strip():
+            raise ValueError(f"model must be a non-empty model id, got {model!r}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
+        items = validate_texts(texts)
+        return _Job(items, model, batch_size, self._config.deadline, on_progress)
+
+    @staticmethod
+    def _ranges(job: _Job, batch_size: int) -> list[tuple[int, int]]:
+        total = len(job.texts)
+        return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
+
+    @staticmethod
+    def _finish(job: _Job) -> EmbeddingResult:
+        vectors: list[list[float]] = job.vectors  # type: ignore[assignment]  # all filled
+        return EmbeddingResult(vectors, job.usage, job.model, job.requests, job.retries)
+
+    def _embed_range(self, job: _Job, start: int, end: int) -> None:
+        """Embed texts[start:end], splitting further whenever the service answers 413."""
+        position = start
+        while position < end:
+            size = min(job.batch_cap, end - position)
+            try:
+                vectors, usage = self._send_batch(job, position, position + size)
+            except BadRequestError as error:
+                if error.status_code != 413:
+                    raise
+                if size == 1:
+                    raise BadRequestError(
+                        f"The input at position {position} alone is too large for the service "
+                        f"(HTTP 413: {error.server_message or 'payload too large'}); shorten it "
+                        "or split it into smaller chunks.",
+                        status_code=413,
+                        server_message=error.server_message,
+                    ) from None
+                with job.lock:
+                    # Remember the smaller size so later batches do not hit the same 413.
+                    job.batch_cap = min(job.batch_cap, max(1, size // 2))
+                logger.warning(
+                    "NebulaBlock refused %d inputs in one request (HTTP 413); sending at most "
+                    "%d per request from now on.",
+                    size,
+                    job.batch_cap,
+                )
+                continue
+            job.store(position, vectors, usage)
+            position += size
+
+    def _send_batch(self, job: _Job, start: int, end: int) -> tuple[list[list[float]], Usage]:
+        batch = job.texts[start:end]
+        where = f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
+        body = orjson.dumps({"model": job.model, "input": batch})
+        estimated = estimate_tokens(batch) if self._pacer.active else 0
+
+        def send_once() -> tuple[list[list[float]], Usage]:
+            if job.cancelled.is_set():
+                raise Cancelled
+            self._pacer.acquire(estimated, job.sleep)
+            timeout = self._config.timeout
+            remaining = job.remaining()
+            if remaining is not None:
+                if remaining <= 0:
+                    raise job.deadline_error(None)
+                timeout = min(timeout, remaining)
+            with job.lock:
+                job.requests += 1
+            vectors, usage = self._post(body, end - start, timeout, where)
+            self._pacer.settle(estimated, usage.total_tokens)
+            return vectors, usage
+
+        def count_retry() -> None:
+            with job.lock:
+                job.retries += 1
+
+        try:
+            return run_with_retries(
+                send_once,
+                max_retries=self._config.max_retries,
+                base_wait=self._config.retry_base_wait,
+                max_wait=self._config.max_retry_wait,
+                deadline_at=job.deadline_at,
+                sleep=job.sleep,
+                describe=where,
+                on_retry=count_retry,
+            )
+        except NebulaError as error:
+            # A retryable error that had retries left was stopped by the deadline.
+            stopped_early = error.attempts <= self._config.max_retries
+            if job.deadline_at is not None and should_retry(error) and stopped_early:
+                raise job.deadline_error(error) from None
+            raise
+
+    def _post(
+        self, body: bytes, count: int, timeout: float, where: str
+    ) -> tuple[list[list[float]], Usage]:
+        """One HTTP request, mapped to vectors or to exactly one `NebulaError`."""
+        url = self._config.embeddings_url
+        logger.debug("POST %s (%s, %d bytes)", url, where, len(body))
+        try:
+            response = self._get_session().post(url, data=body, timeout=timeout)
+            content = response.content
+        except requests.Timeout:
+            raise APITimeoutError(
+                f"NebulaBlock did not answer within {timeout:g}s for {where}; raise timeout=... "
+                "or check the network."
+            ) from None
+        except requests.RequestException as error:
+            # Connection refused or reset, DNS failure, or a body cut short of its length.
+            # `from None`: the chained requests exception's frames hold the request headers.
+            raise APIConnectionError(
+                f"Could not complete the request to {self._config.base_url} for {where} "
+                f"({_describe_transport_error(error)}); check the network and base_url."
+            ) from None
+        status = response.status_code
+        if 200 <= status < 300:
+            return unpack_embeddings(content, count)
+        message = server_message(content, response.headers.get("Content-Type", ""))
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise error_for_status(status, message, retry_after=retry_after, where=where)
+
+
+def _describe_transport_error(error: requests.RequestException) -> str:
+    reason = str(error.args[0]) if error.args else ""
+    # urllib3 reasons are long; the last clause is the informative one.
+    reason = reason.rsplit(": ", 1)[-1].strip(" ')\"")[:120]
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__

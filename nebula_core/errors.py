@@ -1,0 +1,143 @@
+"""Every way a NebulaBlock embeddings call can fail, as one exception tree.
+
+    NebulaError                      base class: catch this to catch everything below
+    ├── ConfigurationError           no API key, a base URL that is not a URL, a bad option
+    ├── APIConnectionError           could not reach the service, or the connection broke
+    │   └── APITimeoutError          no answer within `timeout`, or the call's `deadline` ran out
+    │       └── DeadlineExceededError   the overall budget of one embed call is spent
+    ├── APIStatusError               the service answered with an error status
+    │   ├── AuthenticationError      401/403: the key is missing, wrong or expired
+    │   ├── BadRequestError          400/404/413/422 and other 4xx: the request itself is wrong
+    │   ├── RateLimitError           429 still returned after every retry
+    │   │   └── QuotaExceededError   429 saying the account's quota or balance is used up
+    │   └── ServerError              5xx still returned after every retry
+    └── ResponseFormatError          a 2xx body that is malformed, incomplete or inconsistent
+
+Input mistakes (a non-str item, an empty string) are not `NebulaError`s: they raise the
+built-in `TypeError` / `ValueError`, naming the positions, before any request is sent.
+
+Every message says what happened and what to do next. None ever contains the API key.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIConnectionError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "DeadlineExceededError",
+    "NebulaError",
+    "QuotaExceededError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "ServerError",
+]
+
+
+class NebulaError(Exception):
+    """Base class of every error this package raises about the service or its configuration.
+
+    `status_code` is the HTTP status when there was one; `server_message` is the service's own
+    explanation, parsed from the error body; `attempts` is how many requests were sent for the
+    failing batch (1 when it was not retried).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        server_message: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+        self.server_message = server_message
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        if self.attempts > 1:
+            return f"{self.message} (gave up after {self.attempts} attempts)"
+        return self.message
+
+
+class ConfigurationError(NebulaError):
+    """The client cannot be used as configured: fix the argument or environment variable named."""
+
+
+class APIConnectionError(NebulaError):
+    """The request never got a complete answer: DNS, refused or dropped connection, cut body."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The service did not answer within the per-request `timeout`."""
+
+
+class DeadlineExceededError(APITimeoutError):
+    """The overall `deadline` of one embed call ran out; `completed` inputs were embedded."""
+
+    def __init__(self, message: str, *, completed: int, total: int) -> None:
+        super().__init__(message)
+        self.completed = completed
+        self.total = total
+
+
+class APIStatusError(NebulaError):
+    """The service answered with a non-success HTTP status."""
+
+
+class AuthenticationError(APIStatusError):
+    """401/403: the key is missing, mistyped, revoked, or an expired platform token."""
+
+
+class BadRequestError(APIStatusError):
+    """400/404/413/422: the service refused this request as it stands; retrying will not help."""
+
+
+class RateLimitError(APIStatusError):
+    """429 after all retries: slow down (`max_concurrency`, `requests_per_minute`) or upgrade."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 429,
+        server_message: str | None = None,
+        attempts: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=status_code, server_message=server_message, attempts=attempts
+        )
+        self.retry_after = retry_after
+
+
+class QuotaExceededError(RateLimitError):
+    """429 saying the quota or balance is used up: waiting will not help, topping up will."""
+
+
+class ServerError(APIStatusError):
+    """5xx after all retries: the service is failing; try again later."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        server_message: str | None = None,
+        attempts: int = 1,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(
+            message, status_code=status_code, server_message=server_message, attempts=attempts
+        )
+        self.retry_after = retry_after
+
+
+class ResponseFormatError(NebulaError):
+    """A 2xx body that cannot be trusted: not JSON, missing/duplicate indices, wrong count,
+    mixed dimensions or non-numeric values. Raised instead of returning a misaligned vector."""

@@ -1,0 +1,49 @@
+"""Fixtures shared by the suite. The emulator fixtures come from our own pytest plugin
+(`nebula_core.testing.pytest_plugin`), exactly as users' test suites get them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from nebula_core import NebulaClient
+from nebula_core.testing import NebulaEmulator
+
+TEXTS = [f"passage {i} about topic {i % 7} and its details" for i in range(200)]
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_nebula_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's real key or URL in the environment must never leak into a test."""
+    monkeypatch.delenv("NEBULA_API_KEY", raising=False)
+    monkeypatch.delenv("NEBULA_BASE_URL", raising=False)
+
+
+@pytest.fixture
+def emu(nebula_emulator: NebulaEmulator) -> NebulaEmulator:
+    return nebula_emulator
+
+
+@pytest.fixture
+def make_client(emu: NebulaEmulator) -> Iterator[Callable[..., NebulaClient]]:
+    """Clients pointed at the emulator, with backoff shortened so retry tests stay fast."""
+    clients: list[NebulaClient] = []
+
+    def make(**overrides: Any) -> NebulaClient:
+        options: dict[str, Any] = {
+            "api_key": emu.api_key,
+            "base_url": emu.base_url,
+            "retry_base_wait": 0.01,
+            "max_retry_wait": 2.0,
+            "timeout": 10.0,
+        }
+        options.update(overrides)
+        client = NebulaClient(**options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
