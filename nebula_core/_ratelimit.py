@@ -1,8 +1,8 @@
 """Client-side pacing so a job stays inside its account's requests- and tokens-per-minute.
 
-A token bucket that may go into debt: a request waits until the bucket is not negative, then
-takes its whole cost at once. That lets one request larger than a second's budget through (it
-just delays the next ones) instead of waiting forever for a bucket that can never hold it.
+A token bucket per limit: a request waits until the bucket holds its cost, then takes it. A
+request costing more than the bucket can ever hold waits for a full bucket and takes the bucket
+into debt, which delays the next ones, instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ class _Bucket:
         self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
         self.updated = now
 
-    def wait_needed(self) -> float:
-        return 0.0 if self.level >= 0 else -self.level / self.rate
+    def wait_needed(self, cost: float) -> float:
+        need = min(cost, self.capacity)
+        return max(0.0, (need - self.level) / self.rate)
 
 
 class Pacer:
@@ -58,10 +59,12 @@ class Pacer:
         while True:
             with self._lock:
                 now = time.monotonic()
-                buckets = [b for b in (self._requests, self._tokens) if b is not None]
-                for bucket in buckets:
-                    bucket.refill(now)
-                delay = max(bucket.wait_needed() for bucket in buckets)
+                costs = [(self._requests, 1), (self._tokens, tokens)]
+                delay = 0.0
+                for bucket, cost in costs:
+                    if bucket is not None:
+                        bucket.refill(now)
+                        delay = max(delay, bucket.wait_needed(cost))
                 if delay <= 0:
                     if self._requests is not None:
                         self._requests.level -= 1

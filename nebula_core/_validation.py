@@ -9,10 +9,19 @@ __all__ = ["validate_texts"]
 _MAX_LISTED = 10
 
 
-def _positions(positions: list[int]) -> str:
+def _inputs_at(positions: list[int], singular: str, plural: str) -> str:
+    """'the input at position 3 is' / 'inputs at positions 1, 4 are', listing at most ten."""
+    if len(positions) == 1:
+        return f"the input at position {positions[0]} {singular}"
     shown = ", ".join(str(p) for p in positions[:_MAX_LISTED])
     more = len(positions) - _MAX_LISTED
-    return f"{shown} (and {more} more)" if more > 0 else shown
+    if more > 0:
+        shown += f" (and {more} more)"
+    return f"inputs at positions {shown} {plural}"
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def validate_texts(texts: object) -> list[str]:
@@ -30,13 +39,13 @@ def validate_texts(texts: object) -> list[str]:
     if not_str:
         kinds = sorted({type(items[i]).__name__ for i in not_str})
         raise TypeError(
-            f"Every input must be a str; inputs at positions {_positions(not_str)} are "
+            f"Every input must be a str; {_inputs_at(not_str, 'is', 'are')} "
             f"{', '.join(kinds)}. Convert or drop them before embedding."
         )
     blank = [i for i, item in enumerate(items) if not item or item.isspace()]
     if blank:
         raise ValueError(
-            f"Inputs at positions {_positions(blank)} are empty or whitespace-only; the service "
+            f"{_capital(_inputs_at(blank, 'is', 'are'))} empty or whitespace-only; the service "
             "cannot embed them. Drop them, or replace them with a placeholder text."
         )
     unencodable = []
@@ -47,7 +56,7 @@ def validate_texts(texts: object) -> list[str]:
             unencodable.append(i)
     if unencodable:
         raise ValueError(
-            f"Inputs at positions {_positions(unencodable)} contain lone surrogate characters "
+            f"{_capital(_inputs_at(unencodable, 'contains', 'contain'))} lone surrogate characters "
             "that cannot be sent as UTF-8; clean them, e.g. "
             "text.encode('utf-8', 'replace').decode('utf-8')."
         )

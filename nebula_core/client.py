@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,12 @@ class _Job:
         self.cancelled = threading.Event()
         self.on_progress = on_progress
         self.lock = threading.Lock()
+
+    def stop(self, futures: Sequence[concurrent.futures.Future[None]]) -> None:
+        """Start no further request for this call: queued batches are dropped, retries end."""
+        self.cancelled.set()
+        for future in futures:
+            future.cancel()
 
     def sleep(self, seconds: float) -> None:
         """Back off, but wake at once if the call is cancelled or the deadline is past."""
@@ -283,20 +289,23 @@ class NebulaClient:
                 raise
             return self._finish(job)
 
-        executor = self._get_executor()
-        futures = [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
+        futures = self._submit(job, ranges)
         try:
             done, _ = concurrent.futures.wait(
                 futures, return_when=concurrent.futures.FIRST_EXCEPTION
             )
-            for future in done:
-                future.result()
         except BaseException:
-            # An error, or Ctrl-C in the caller's thread: stop sending, return at once.
-            job.cancelled.set()
-            for future in futures:
-                future.cancel()
+            # Ctrl-C in the caller's thread: stop sending and return at once; requests
+            # already on the wire end within `timeout` and are not waited for.
+            job.stop(futures)
             raise
+        error = _first_error(done)
+        if error is not None:
+            # Stop the other batches, and let those on the wire finish, so that no request
+            # of this call is still running once the caller sees the error.
+            job.stop(futures)
+            concurrent.futures.wait(futures)
+            raise error
         return self._finish(job)
 
     async def aembed(
@@ -316,19 +325,22 @@ class NebulaClient:
         ranges = self._ranges(job, batch_size)
         if not ranges:
             return self._finish(job)
-        loop = asyncio.get_running_loop()
-        executor = self._get_executor()
-        futures = [
-            loop.run_in_executor(executor, self._embed_range, job, start, end)
-            for start, end in ranges
-        ]
+        futures = self._submit(job, ranges)
+        awaitables = [asyncio.wrap_future(future) for future in futures]
+        for awaitable in awaitables:
+            # Errors are re-raised below, once; this keeps asyncio from logging the others.
+            awaitable.add_done_callback(_consume_outcome)
         try:
-            await asyncio.gather(*futures)
+            done, _ = await asyncio.wait(awaitables, return_when=asyncio.FIRST_EXCEPTION)
         except BaseException:
-            job.cancelled.set()
-            for future in futures:
-                future.cancel()
+            # The task was cancelled: no new request starts; backoff sleeps end at once.
+            job.stop(futures)
             raise
+        error = _first_error(done)
+        if error is not None:
+            job.stop(futures)
+            await asyncio.wait(awaitables)
+            raise error
         return self._finish(job)
 
     # -- the work ---------------------------------------------------------------------------
@@ -346,6 +358,12 @@ class NebulaClient:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         items = validate_texts(texts)
         return _Job(items, model, batch_size, self._config.deadline, on_progress)
+
+    def _submit(
+        self, job: _Job, ranges: list[tuple[int, int]]
+    ) -> list[concurrent.futures.Future[None]]:
+        executor = self._get_executor()
+        return [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
 
     @staticmethod
     def _ranges(job: _Job, batch_size: int) -> list[tuple[int, int]]:
@@ -459,6 +477,20 @@ class NebulaClient:
         message = server_message(content, response.headers.get("Content-Type", ""))
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise error_for_status(status, message, retry_after=retry_after, where=where)
+
+
+def _first_error(
+    done: Iterable[asyncio.Future[None] | concurrent.futures.Future[None]],
+) -> BaseException | None:
+    """The error that ended a call; a `Cancelled` is only an echo of stopping, never the cause."""
+    errors = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
+    real = [e for e in errors if not isinstance(e, Cancelled)]
+    return (real or errors or [None])[0]
+
+
+def _consume_outcome(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _describe_transport_error(error: requests.RequestException) -> str:

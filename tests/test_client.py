@@ -265,7 +265,8 @@ def test_413_splits_the_batch_and_remembers_the_smaller_size():
 
 
 def test_a_single_input_too_large_names_its_position(emu, make_client):
-    emu.enqueue(Fault.status(413), Fault.status(413))
+    # The pair is refused, input 0 alone goes through, input 1 alone is refused again.
+    emu.enqueue(Fault.status(413), Fault.delay(0), Fault.status(413))
 
     with pytest.raises(BadRequestError, match="input at position 1 alone is too large"):
         make_client(max_concurrency=1).embed(TEXTS[:2], batch_size=2)
