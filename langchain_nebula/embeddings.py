@@ -1,0 +1,213 @@
+"""`NebulaEmbeddings`: LangChain's `Embeddings` interface over `nebula_core.NebulaClient`.
+
+Only field mapping lives here. Batching, concurrency, retries, ordering, validation and the
+query instructions are the core's, shared with the LlamaIndex adapter.
+"""
+
+from __future__ import annotations
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.utils import from_env, secret_from_env
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from typing_extensions import Self
+
+from nebula_core._progress import progress_bar
+from nebula_core.client import NebulaClient
+from nebula_core.models import DEFAULT_MODEL, with_query_instruction
+
+__all__ = ["NebulaEmbeddings"]
+
+
+class NebulaEmbeddings(BaseModel, Embeddings):
+    """NebulaBlock embedding models for LangChain.
+
+    Documents are sent as they are; queries get the retrieval instruction the model card asks
+    for, which is what makes UAE-Large-V1, bge-large-en-v1.5 and Qwen3-Embedding rank well.
+    Large lists are split into batches that run concurrently, every batch is retried on
+    throttling and transient failures, and each vector is placed by the index the service
+    returns, so `vectors[i]` always belongs to `texts[i]`.
+
+    Setup:
+        Install the package with its LangChain extra and export your API key (create one in
+        the NebulaBlock dashboard; keys usually start with `ak_`).
+
+        ```bash
+        pip install -U 'nebulablock-embeddings[langchain]'
+        export NEBULA_API_KEY="ak_..."
+        ```
+
+        No key yet? `nebula_core.testing.NebulaEmulator` runs a local stand-in of the service;
+        pass its `base_url` and `api_key` to try everything below offline.
+
+    Key init args — embedding params:
+        model: str
+            Model id. Default `"WhereIsAI/UAE-Large-V1"` (1024 dimensions); also
+            `"BAAI/bge-large-en-v1.5"` (1024) and `"Qwen/Qwen3-Embedding-8B"` (4096).
+            Other ids work too; their dimensions come from the first response.
+        query_instruction: str | None
+            Prefix for queries. `None` (default) uses the model's own, `""` sends queries
+            unchanged, any other string replaces the model's prefix.
+        batch_size: int
+            Most texts sent in one request. Default 64.
+        show_progress: bool
+            Show a tqdm bar over the texts of `embed_documents`. Default False.
+
+    Key init args — client params:
+        api_key: SecretStr | None
+            Read from `NEBULA_API_KEY` when not given.
+        base_url: str | None
+            Read from `NEBULA_BASE_URL` when not given; otherwise
+            `https://inference.nebulablock.com/v1`.
+        max_concurrency: int
+            Requests in flight at once for one call, sync or async. Default 4.
+        max_retries: int
+            Retries per request after a 429, a 5xx, a timeout or a broken connection.
+            Default 6.
+        timeout: float
+            Seconds to wait for one response. Default 60.
+        requests_per_minute / tokens_per_minute: float | None
+            Client-side pacing to stay inside your account tier's limits.
+        deadline: float | None
+            Overall seconds one embed call may take, retries included.
+
+    Instantiate:
+        ```python
+        from langchain_nebula import NebulaEmbeddings
+
+        embeddings = NebulaEmbeddings(
+            model="WhereIsAI/UAE-Large-V1",
+            # api_key="ak_...",        # or set NEBULA_API_KEY
+            # max_concurrency=8,       # more requests in flight for big ingestion jobs
+        )
+        ```
+
+    Embed single text:
+        ```python
+        vector = embeddings.embed_query("How do I rotate my API key?")
+        print(len(vector))
+        ```
+        ```python
+        1024
+        ```
+
+    Embed multiple texts:
+        ```python
+        vectors = embeddings.embed_documents(
+            ["Keys are created in the dashboard.", "Tokens expire after two hours."]
+        )
+        print(len(vectors), len(vectors[0]))
+        ```
+        ```python
+        2 1024
+        ```
+
+    Async:
+        ```python
+        vector = await embeddings.aembed_query("How do I rotate my API key?")
+        vectors = await embeddings.aembed_documents(["first passage", "second passage"])
+        ```
+        The requests run in the client's worker threads, `max_concurrency` at a time; the
+        event loop keeps running while they are in flight.
+
+    Use in a vector store:
+        ```python
+        from langchain_core.vectorstores import InMemoryVectorStore
+
+        store = InMemoryVectorStore.from_texts(
+            ["Keys are created in the dashboard.", "Tokens expire after two hours."],
+            embedding=embeddings,
+        )
+        print(store.similarity_search("when does my token expire?", k=1)[0].page_content)
+        ```
+        ```python
+        Tokens expire after two hours.
+        ```
+    """
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    model: str = DEFAULT_MODEL
+    """Model id; the catalogue is in `nebula_core.models.MODELS`, other ids work too."""
+
+    api_key: SecretStr | None = Field(
+        default_factory=secret_from_env("NEBULA_API_KEY", default=None)
+    )
+    """NebulaBlock API key; read from `NEBULA_API_KEY` when not given. Never printed or dumped."""
+
+    base_url: str | None = Field(default_factory=from_env("NEBULA_BASE_URL", default=None))
+    """API root; read from `NEBULA_BASE_URL`, else `https://inference.nebulablock.com/v1`."""
+
+    batch_size: int = Field(default=64, ge=1)
+    """Most texts per request."""
+
+    max_concurrency: int = 4
+    """Requests in flight at once within one call (sync and async alike)."""
+
+    max_retries: int = 6
+    """Retries per request on 429, 5xx, timeouts and dropped connections."""
+
+    timeout: float = 60.0
+    """Seconds to wait for one response."""
+
+    show_progress: bool = False
+    """Show a tqdm progress bar over the texts of `embed_documents` / `aembed_documents`."""
+
+    query_instruction: str | None = None
+    """Query prefix: `None` uses the model's own, `""` none, any other string replaces it."""
+
+    default_headers: dict[str, str] | None = None
+    """Extra HTTP headers for every request (not `Authorization`: use `api_key`)."""
+
+    requests_per_minute: float | None = None
+    """Client-side request pacing, to stay inside the account tier's limit."""
+
+    tokens_per_minute: float | None = None
+    """Client-side token pacing, to stay inside the account tier's limit."""
+
+    deadline: float | None = None
+    """Overall seconds one embed call may take, retries and backoff included."""
+
+    _client: NebulaClient = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _build_client(self) -> Self:
+        # Built once here (and again if a field is reassigned) so that every call shares one
+        # connection pool and worker pool; the core validates the settings and the key.
+        self._client = NebulaClient(
+            api_key=self.api_key.get_secret_value() if self.api_key is not None else None,
+            base_url=self.base_url or None,  # NEBULA_BASE_URL="" means unset, as in the core
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            max_concurrency=self.max_concurrency,
+            default_headers=self.default_headers,
+            deadline=self.deadline,
+            requests_per_minute=self.requests_per_minute,
+            tokens_per_minute=self.tokens_per_minute,
+        )
+        return self
+
+    def _queries(self, texts: list[str]) -> list[str]:
+        return with_query_instruction(self.model, texts, self.query_instruction)
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        """Embed passages as they are, batched and concurrent; `result[i]` is `texts[i]`'s."""
+        with progress_bar(len(texts), self.show_progress) as on_progress:
+            return self._client.embed(
+                texts, self.model, self.batch_size, on_progress=on_progress
+            ).embeddings
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed a search query, prefixed with the query instruction."""
+        return self._client.embed(self._queries([text]), self.model).embeddings[0]
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        """`embed_documents` without blocking the event loop."""
+        with progress_bar(len(texts), self.show_progress) as on_progress:
+            result = await self._client.aembed(
+                texts, self.model, self.batch_size, on_progress=on_progress
+            )
+        return result.embeddings
+
+    async def aembed_query(self, text: str) -> list[float]:
+        """`embed_query` without blocking the event loop."""
+        return (await self._client.aembed(self._queries([text]), self.model)).embeddings[0]
