@@ -21,6 +21,8 @@ Every message says what happened and what to do next. None ever contains the API
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "APIConnectionError",
     "APIStatusError",
@@ -58,6 +60,11 @@ class NebulaError(Exception):
         self.status_code = status_code
         self.server_message = server_message
         self.attempts = attempts
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross process boundaries (multiprocessing, Ray): keep every attribute, not
+        # just the message that Exception's default pickling would keep.
+        return (_restore, (type(self), self.message), self.__dict__)
 
     def __str__(self) -> str:
         if self.attempts > 1:
@@ -141,3 +148,9 @@ class ServerError(APIStatusError):
 class ResponseFormatError(NebulaError):
     """A 2xx body that cannot be trusted: not JSON, missing/duplicate indices, wrong count,
     mixed dimensions or non-numeric values. Raised instead of returning a misaligned vector."""
+
+
+def _restore(cls: type[NebulaError], message: str) -> NebulaError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    return error

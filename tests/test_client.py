@@ -8,6 +8,7 @@ import logging
 import pickle
 import time
 import warnings
+from email.utils import formatdate
 
 import pytest
 
@@ -126,8 +127,6 @@ def test_429_is_retried_after_retry_after_seconds(emu, make_client, caplog):
 
 
 def test_retry_after_as_http_date_is_honoured(emu, make_client):
-    from email.utils import formatdate
-
     emu.enqueue(Fault.status(503, retry_after=formatdate(time.time() + 2, usegmt=True)))
 
     started = time.monotonic()
@@ -223,7 +222,7 @@ def test_body_cut_short_of_content_length_is_retried(emu, make_client):
 def test_read_timeout_is_retried_then_reported(emu, make_client):
     emu.enqueue(Fault.delay(1.0), Fault.delay(1.0))
 
-    with pytest.raises(APITimeoutError, match="did not answer within 0.2s"):
+    with pytest.raises(APITimeoutError, match=r"did not answer within 0\.2s"):
         make_client(timeout=0.2, max_retries=1).embed(TEXTS[:2])
 
     emu.enqueue(Fault.delay(1.0))
@@ -231,8 +230,9 @@ def test_read_timeout_is_retried_then_reported(emu, make_client):
 
 
 def test_unreachable_service_is_a_connection_error():
-    client = NebulaClient(api_key="ak_x", base_url="http://127.0.0.1:9/v1", max_retries=1,
-                          retry_base_wait=0.01)
+    client = NebulaClient(
+        api_key="ak_x", base_url="http://127.0.0.1:9/v1", max_retries=1, retry_base_wait=0.01
+    )
 
     with pytest.raises(APIConnectionError, match="Could not complete the request"):
         client.embed(["hello"])

@@ -3,6 +3,7 @@ an error body, and the query instruction catalogue."""
 
 from __future__ import annotations
 
+import pickle
 from email.utils import formatdate
 
 import orjson
@@ -27,7 +28,15 @@ from nebula_core.models import RETRIEVAL_QUERY_INSTRUCTION
 
 @pytest.mark.parametrize(
     ("header", "seconds"),
-    [("3", 3.0), ("0.5", 0.5), (" 7 ", 7.0), ("-4", 0.0), ("soon", None), (None, None), ("nan", None)],
+    [
+        ("3", 3.0),
+        ("0.5", 0.5),
+        (" 7 ", 7.0),
+        ("-4", 0.0),
+        ("soon", None),
+        (None, None),
+        ("nan", None),
+    ],
 )
 def test_retry_after_in_seconds(header, seconds):
     assert parse_retry_after(header) == seconds
@@ -76,13 +85,20 @@ def test_what_is_retried(error, retry):
 @pytest.mark.parametrize(
     ("body", "content_type", "message"),
     [
-        (b'{"error": {"message": "bad model", "type": "invalid"}}', "application/json", "bad model"),
+        (
+            b'{"error": {"message": "bad model", "type": "invalid"}}',
+            "application/json",
+            "bad model",
+        ),
         (b'{"error": "plain error"}', "application/json", "plain error"),
         (b'{"detail": "Not authenticated"}', "application/json", "Not authenticated"),
         (b'{"detail": [{"msg": "field required"}]}', "application/json", "field required"),
         (b'{"message": "too many"}', "application/json", "too many"),
-        (b"<html><head><title>502 Bad Gateway</title></head></html>", "text/html",
-         "HTML page: 502 Bad Gateway"),
+        (
+            b"<html><head><title>502 Bad Gateway</title></head></html>",
+            "text/html",
+            "HTML page: 502 Bad Gateway",
+        ),
         (b"upstream timed out", "text/plain", "upstream timed out"),
         (b"", "text/plain", None),
     ],
@@ -147,3 +163,21 @@ def test_query_instruction_defaults_per_model_and_can_be_replaced_or_disabled():
     assert with_query_instruction(uae, ["q"], "") == ["q"]
     assert with_query_instruction(uae, ["q"], "Find: ") == ["Find: q"]
     assert with_query_instruction("acme/unknown", ["q"], None) == ["q"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        DeadlineExceededError("ran out", completed=3, total=9),
+        RateLimitError("slow down", server_message="busy", attempts=4, retry_after=2.5),
+        ServerError("broken", status_code=503, server_message="overloaded"),
+        ResponseFormatError("bad body"),
+    ],
+    ids=lambda error: type(error).__name__,
+)
+def test_errors_survive_pickling_with_every_attribute(error):
+    clone = pickle.loads(pickle.dumps(error))
+
+    assert type(clone) is type(error)
+    assert str(clone) == str(error)
+    assert vars(clone) == vars(error)

@@ -219,7 +219,11 @@ def test_tokens_per_minute_paces_the_job_and_is_shared_by_sync_and_async(emu, ma
         ([b"bytes"], TypeError, "position 0 is bytes"),
         ([["nested"]], TypeError, "position 0 is list"),
         (["ok", "", "  "], ValueError, "positions 1, 2 are empty"),
-        (["ok", "bad \ud800 surrogate"], ValueError, "The input at position 1 contains lone surrogate"),
+        (
+            ["ok", "bad \ud800 surrogate"],
+            ValueError,
+            "The input at position 1 contains lone surrogate",
+        ),
         ("just a string", TypeError, "wrap a single text"),
         (None, TypeError, "got NoneType"),
     ],
