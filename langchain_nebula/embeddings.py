@@ -186,6 +186,11 @@ class NebulaEmbeddings(BaseModel, Embeddings):
         )
         return self
 
+    @property
+    def client(self) -> NebulaClient:
+        """The shared client: `embeddings.client.stats` tells what the calls so far cost."""
+        return self._client
+
     def _queries(self, texts: list[str]) -> list[str]:
         return with_query_instruction(self.model, texts, self.query_instruction)
 

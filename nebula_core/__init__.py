@@ -6,7 +6,7 @@ of the service lives in `nebula_core.testing`.
 
 from nebula_core._config import DEFAULT_BASE_URL, Secret
 from nebula_core._response import Usage
-from nebula_core.client import EmbeddingResult, NebulaClient, ProgressCallback
+from nebula_core.client import ClientStats, EmbeddingResult, NebulaClient, ProgressCallback
 from nebula_core.errors import (
     APIConnectionError,
     APIStatusError,
@@ -34,6 +34,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientStats",
     "ConfigurationError",
     "DeadlineExceededError",
     "EmbeddingResult",

@@ -45,8 +45,8 @@ def validate_texts(texts: object) -> list[str]:
     blank = [i for i, item in enumerate(items) if not item or item.isspace()]
     if blank:
         raise ValueError(
-            f"{_capital(_inputs_at(blank, 'is', 'are'))} empty or whitespace-only; the service "
-            "cannot embed them. Drop them, or replace them with a placeholder text."
+            f"{_capital(_inputs_at(blank, 'is', 'are'))} empty or whitespace-only, which the "
+            "service cannot embed. Drop such inputs or replace them with a placeholder text."
         )
     unencodable = []
     for i, item in enumerate(items):

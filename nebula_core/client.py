@@ -31,7 +31,7 @@ from nebula_core.errors import (
 )
 from nebula_core.models import DEFAULT_MODEL
 
-__all__ = ["EmbeddingResult", "NebulaClient", "ProgressCallback"]
+__all__ = ["ClientStats", "EmbeddingResult", "NebulaClient", "ProgressCallback"]
 
 logger = logging.getLogger("nebula_core")
 
@@ -50,6 +50,21 @@ class EmbeddingResult:
     model: str
     requests: int
     retries: int
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """What a client has spent since it was created (or unpickled), over every call.
+
+    Failed calls count too: their requests and retries were sent and may have been billed.
+    """
+
+    calls: int = 0
+    inputs: int = 0
+    requests: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    total_tokens: int = 0
 
 
 class _Job:
@@ -164,6 +179,7 @@ class NebulaClient:
         self._init_transport()
 
     def _init_transport(self) -> None:
+        self._stats = ClientStats()
         self._transport_lock = threading.Lock()
         self._session: requests.Session | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -173,6 +189,23 @@ class NebulaClient:
     def config(self) -> ClientConfig:
         """The validated settings (the key inside is a `Secret` that never prints)."""
         return self._config
+
+    @property
+    def stats(self) -> ClientStats:
+        """Requests, retries and tokens spent so far by every call of this client."""
+        return self._stats
+
+    def _tally(self, job: _Job) -> None:
+        with self._transport_lock:
+            s = self._stats
+            self._stats = ClientStats(
+                calls=s.calls + 1,
+                inputs=s.inputs + job.completed,
+                requests=s.requests + job.requests,
+                retries=s.retries + job.retries,
+                prompt_tokens=s.prompt_tokens + job.usage.prompt_tokens,
+                total_tokens=s.total_tokens + job.usage.total_tokens,
+            )
 
     @property
     def base_url(self) -> str:
@@ -279,7 +312,13 @@ class NebulaClient:
         an empty result without a request.
         """
         job = self._start_job(texts, model, batch_size, on_progress)
-        ranges = self._ranges(job, batch_size)
+        try:
+            self._run(job, self._ranges(job, batch_size))
+        finally:
+            self._tally(job)
+        return self._finish(job)
+
+    def _run(self, job: _Job, ranges: list[tuple[int, int]]) -> None:
         if len(ranges) <= 1 or self._config.max_concurrency == 1:
             try:
                 for start, end in ranges:
@@ -287,7 +326,7 @@ class NebulaClient:
             except BaseException:
                 job.cancelled.set()
                 raise
-            return self._finish(job)
+            return
 
         futures = self._submit(job, ranges)
         try:
@@ -306,7 +345,6 @@ class NebulaClient:
             job.stop(futures)
             concurrent.futures.wait(futures)
             raise error
-        return self._finish(job)
 
     async def aembed(
         self,
@@ -322,9 +360,15 @@ class NebulaClient:
         Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
         """
         job = self._start_job(texts, model, batch_size, on_progress)
-        ranges = self._ranges(job, batch_size)
+        try:
+            await self._arun(job, self._ranges(job, batch_size))
+        finally:
+            self._tally(job)
+        return self._finish(job)
+
+    async def _arun(self, job: _Job, ranges: list[tuple[int, int]]) -> None:
         if not ranges:
-            return self._finish(job)
+            return
         futures = self._submit(job, ranges)
         awaitables = [asyncio.wrap_future(future) for future in futures]
         for awaitable in awaitables:
@@ -341,7 +385,6 @@ class NebulaClient:
             job.stop(futures)
             await asyncio.wait(awaitables)
             raise error
-        return self._finish(job)
 
     # -- the work ---------------------------------------------------------------------------
 

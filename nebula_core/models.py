@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from nebula_core._validation import validate_texts
+
 __all__ = [
     "DEFAULT_MODEL",
     "MODELS",
@@ -64,6 +66,8 @@ def with_query_instruction(
     `instruction=None` uses the model's own (none for unknown models); `""` sends queries as
     they are; any other string replaces the model's prefix. Documents never go through here.
     """
+    # Check before prefixing: an empty query plus a prefix would embed the prefix alone.
+    queries = validate_texts(queries)
     if instruction is None:
         info = MODELS.get(model)
         instruction = info.query_instruction if info else ""

@@ -521,3 +521,17 @@ async def test_cancelling_aembed_stops_new_requests(emu, make_client):
 
     assert sent_at_cancel <= 4
     assert len(emu.embeddings_requests) <= sent_at_cancel + 2  # only those already in flight
+
+
+def test_stats_add_up_every_call_including_failed_ones(emu, make_client):
+    client = make_client(max_retries=1)
+    emu.enqueue(Fault.status(503))
+    first = client.embed(TEXTS[:10], batch_size=4)
+    emu.enqueue(Fault.status(400))
+    with pytest.raises(BadRequestError):
+        client.embed(TEXTS[:2])
+
+    stats = client.stats
+    assert (stats.calls, stats.inputs, stats.requests, stats.retries) == (2, 10, 5, 1)
+    assert stats.total_tokens == first.usage.total_tokens
+    assert pickle.loads(pickle.dumps(client)).stats.calls == 0  # counts belong to one process

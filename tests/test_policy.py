@@ -181,3 +181,8 @@ def test_errors_survive_pickling_with_every_attribute(error):
     assert type(clone) is type(error)
     assert str(clone) == str(error)
     assert vars(clone) == vars(error)
+
+
+def test_an_empty_query_is_refused_before_the_prefix_could_hide_it():
+    with pytest.raises(ValueError, match="position 0 is empty"):
+        with_query_instruction("WhereIsAI/UAE-Large-V1", [" "], None)

@@ -1,0 +1,47 @@
+"""pytest fixtures for code that calls NebulaBlock: `nebula_emulator` and `nebula_env`.
+
+Installed as a pytest plugin with this package. The emulator is imported inside the fixtures,
+so test sessions that never use them pay nothing. Options go through a marker::
+
+    @pytest.mark.nebula_emulator(max_inputs_per_request=8, latency=0.05)
+    def test_splits_batches(nebula_env): ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from nebula_core.testing import NebulaEmulator
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "nebula_emulator(**options): keyword arguments for the nebula_emulator fixture's "
+        "NebulaEmulator (max_inputs_per_request, latency, shuffle, seed, ...)",
+    )
+
+
+@pytest.fixture
+def nebula_emulator(request: pytest.FixtureRequest) -> Iterator[NebulaEmulator]:
+    """A running NebulaEmulator on a free port, stopped after the test."""
+    from nebula_core.testing import NebulaEmulator  # noqa: PLC0415 - only when used
+
+    marker = request.node.get_closest_marker("nebula_emulator")
+    options = marker.kwargs if marker else {}
+    with NebulaEmulator(**options) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def nebula_env(
+    nebula_emulator: NebulaEmulator, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[NebulaEmulator]:
+    """The emulator, with NEBULA_API_KEY and NEBULA_BASE_URL pointing at it for this test."""
+    for name, value in nebula_emulator.env().items():
+        monkeypatch.setenv(name, value)
+    yield nebula_emulator
