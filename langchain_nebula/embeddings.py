@@ -11,6 +11,7 @@ from langchain_core.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from typing_extensions import Self
 
+from nebula_core._adapters import client_options
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -173,17 +174,8 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     def _build_client(self) -> Self:
         # Built once here (and again if a field is reassigned) so that every call shares one
         # connection pool and worker pool; the core validates the settings and the key.
-        self._client = NebulaClient(
-            api_key=self.api_key.get_secret_value() if self.api_key is not None else None,
-            base_url=self.base_url or None,  # NEBULA_BASE_URL="" means unset, as in the core
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            max_concurrency=self.max_concurrency,
-            default_headers=self.default_headers,
-            deadline=self.deadline,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
-        )
+        key = self.api_key.get_secret_value() if self.api_key is not None else None
+        self._client = NebulaClient(api_key=key, **client_options(self))
         return self
 
     @property

@@ -31,6 +31,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
     ) from error
 from typing_extensions import Self
 
+from nebula_core._adapters import client_options
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient, ProgressCallback
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -129,7 +130,7 @@ class NebulaEmbedding(BaseEmbedding):
     )
 
     _client: NebulaClient | None = PrivateAttr(default=None)
-    _client_settings: tuple[Any, ...] | None = PrivateAttr(default=None)
+    _client_settings: dict[str, Any] | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
@@ -150,33 +151,15 @@ class NebulaEmbedding(BaseEmbedding):
         key = self.api_key
         client = NebulaClient(
             api_key=key.get_secret_value() if isinstance(key, SecretStr) else key,
-            base_url=self.base_url,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            max_concurrency=self.max_concurrency,
-            default_headers=self.default_headers,
-            deadline=self.deadline,
-            requests_per_minute=self.requests_per_minute,
-            tokens_per_minute=self.tokens_per_minute,
+            **client_options(self),
         )
         self.api_key = SecretStr(client.config.api_key.reveal())
         self.base_url = client.base_url
         self._client, self._client_settings = client, self._settings()
         return client
 
-    def _settings(self) -> tuple[Any, ...]:
-        headers = tuple(sorted((self.default_headers or {}).items()))
-        return (
-            self.api_key,
-            self.base_url,
-            self.timeout,
-            self.max_retries,
-            self.max_concurrency,
-            headers,
-            self.deadline,
-            self.requests_per_minute,
-            self.tokens_per_minute,
-        )
+    def _settings(self) -> dict[str, Any]:
+        return {"api_key": self.api_key, **client_options(self)}
 
     @property
     def client(self) -> NebulaClient:
