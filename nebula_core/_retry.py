@@ -134,6 +134,11 @@ def run_with_retries(
     except NebulaError as error:
         error.attempts = retrying.statistics.get("attempt_number", 1)
         raise
+    finally:
+        # tenacity's per-call state holds bound methods of `retrying` (a reference cycle)
+        # and, through our callbacks, the whole call's results: left alone, every dropped
+        # result would stay in memory until a full GC pass.
+        retrying.iter_state.reset()
 
 
 def _short(error: BaseException | None) -> str:

@@ -15,8 +15,9 @@ from typing import Any
 import orjson
 import requests
 import requests.adapters
+import requests.auth
 
-from nebula_core._config import ClientConfig
+from nebula_core._config import ClientConfig, Secret
 from nebula_core._ratelimit import Pacer, estimate_tokens
 from nebula_core._response import Usage, error_for_status, server_message, unpack_embeddings
 from nebula_core._retry import Cancelled, parse_retry_after, run_with_retries, should_retry
@@ -80,7 +81,9 @@ class _Job:
     ) -> None:
         self.texts = texts
         self.model = model
-        self.vectors: list[list[float] | None] = [None] * len(texts)
+        # Placeholders that are freed one by one as vectors arrive keep the GC's allocation
+        # count flat, so no collection walks the freshly parsed vectors mid-call.
+        self.vectors: list[list[float]] = [[] for _ in texts]
         self.usage = Usage()
         self.requests = 0
         self.retries = 0
@@ -134,6 +137,20 @@ class _Job:
             self.completed += len(vectors)
         if self.on_progress is not None:
             self.on_progress(len(vectors))
+
+
+class _BearerAuth(requests.auth.AuthBase):
+    """Adds `Authorization: Bearer <key>` to each request; prints without the key."""
+
+    def __init__(self, key: Secret) -> None:
+        self._key = key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._key.reveal()}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(Secret('**********'))"
 
 
 class NebulaClient:
@@ -254,17 +271,17 @@ class NebulaClient:
         )
         session.mount("http://", adapter)
         session.mount("https://", adapter)
-        # Proxies and netrc from the environment are honoured; netrc must not override our key.
-        session.trust_env = True
         session.headers.update(
             {
                 "User-Agent": _USER_AGENT,
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 **self._config.default_headers,
-                "Authorization": f"Bearer {self._config.api_key.reveal()}",
             }
         )
+        # As `session.auth`, not a default header: requests then never replaces the key with
+        # ~/.netrc credentials, and drops it (without re-adding it) on a redirect elsewhere.
+        session.auth = _BearerAuth(self._config.api_key)
         return session
 
     def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
@@ -415,8 +432,7 @@ class NebulaClient:
 
     @staticmethod
     def _finish(job: _Job) -> EmbeddingResult:
-        vectors: list[list[float]] = job.vectors  # type: ignore[assignment]  # all filled
-        return EmbeddingResult(vectors, job.usage, job.model, job.requests, job.retries)
+        return EmbeddingResult(job.vectors, job.usage, job.model, job.requests, job.retries)
 
     def _embed_range(self, job: _Job, start: int, end: int) -> None:
         """Embed texts[start:end], splitting further whenever the service answers 413."""

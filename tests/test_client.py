@@ -4,6 +4,7 @@ validation, errors and secret hygiene (SPEC §4 items 1-5)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import pickle
 import time
@@ -535,3 +536,34 @@ def test_stats_add_up_every_call_including_failed_ones(emu, make_client):
     assert (stats.calls, stats.inputs, stats.requests, stats.retries) == (2, 10, 5, 1)
     assert stats.total_tokens == first.usage.total_tokens
     assert pickle.loads(pickle.dumps(client)).stats.calls == 0  # counts belong to one process
+
+
+def test_a_netrc_entry_for_the_host_does_not_replace_the_key(
+    emu, make_client, tmp_path, monkeypatch
+):
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password something-else\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+
+    result = make_client().embed(["x"])
+
+    assert result.embeddings == [emu.embedding("x")]
+    assert emu.embeddings_requests[0].headers["Authorization"] == "Bearer ***"
+
+
+def test_a_call_leaves_no_reference_cycles_behind(emu, make_client):
+    """Cyclic garbage would keep each dropped result alive until a full GC pass: an ingestion
+    loop would then hold many results in memory at once."""
+    client = make_client(max_concurrency=2)
+    client.embed(TEXTS[:8], batch_size=2)  # warm up pools and sessions
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            client.embed(TEXTS[:8], batch_size=2)
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+
+    assert unreachable == 0
