@@ -10,15 +10,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import requests
 
 API_KEY = "ak_benchmark_key"
 
 _WORDS = (
-    "embedding retrieval vector index batch request latency token model passage query "
-    "document chunk ingestion pipeline store search ranking similarity cosine concurrency"
-).split()
+    "embedding", "retrieval", "vector", "index", "batch", "request", "latency", "token", "model",
+    "passage", "query", "document", "chunk", "ingestion", "pipeline", "store", "search",
+    "ranking", "similarity", "cosine", "concurrency",
+)  # fmt: skip
 
 
 def sample_texts(count: int, words: int = 40) -> list[str]:
@@ -35,9 +37,25 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class RunningEmulator:
+    """Where a started emulator listens, and its process (to read its own CPU time)."""
+
+    base_url: str
+    api_key: str
+    pid: int
+
+
 @contextlib.contextmanager
 def emulator_process(latency: float = 0.0, max_inputs: int = 4096) -> Iterator[tuple[str, str]]:
     """Start `python -m nebula_core.testing` on a free port; yield (base_url, api_key)."""
+    with running_emulator(latency, max_inputs) as emulator:
+        yield emulator.base_url, emulator.api_key
+
+
+@contextlib.contextmanager
+def running_emulator(latency: float = 0.0, max_inputs: int = 4096) -> Iterator[RunningEmulator]:
+    """Like `emulator_process`, but yield the process id too."""
     port = _free_port()
     command = [
         sys.executable, "-m", "nebula_core.testing", "--port", str(port), "--api-key", API_KEY,
@@ -55,7 +73,7 @@ def emulator_process(latency: float = 0.0, max_inputs: int = 4096) -> Iterator[t
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("the emulator did not start") from None
                 time.sleep(0.05)
-        yield base_url, API_KEY
+        yield RunningEmulator(base_url, API_KEY, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:

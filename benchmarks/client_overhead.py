@@ -2,7 +2,9 @@
 
 The emulator runs in its own process so only the client's own CPU is counted. Both sides send
 2,048 inputs to a 1,024-dimension model in batches of 64, one request in flight; each is run
-several times, alternating, and the medians are compared.
+several times, alternating. The best round of each side is compared (CPU time only grows
+under contention from other processes, so the minimum is the least noisy estimate); medians
+are printed too.
 
     .venv/bin/python benchmarks/client_overhead.py [--rounds 7] [--inputs 2048]
 """
@@ -21,22 +23,24 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _emulator_process import emulator_process, sample_texts  # noqa: E402
+from _emulator_process import emulator_process, sample_texts
 
-from nebula_core import NebulaClient  # noqa: E402
+from nebula_core import NebulaClient
 
 MODEL = "WhereIsAI/UAE-Large-V1"
 BATCH = 64
 
 
-def bare_loop(base_url: str, api_key: str, texts: list[str]) -> list[list[float]]:
+def bare_loop(
+    base_url: str, api_key: str, texts: list[str], *, batch_size: int = BATCH, model: str = MODEL
+) -> list[list[float]]:
     """What a careful user would write by hand: one session, orjson, vectors placed by index."""
     session = requests.Session()
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
     vectors: list[list[float]] = [[] for _ in texts]
-    for start in range(0, len(texts), BATCH):
-        batch = texts[start : start + BATCH]
-        body = orjson.dumps({"model": MODEL, "input": batch})
+    for start in range(0, len(texts), batch_size):
+        batch = texts[start : start + batch_size]
+        body = orjson.dumps({"model": model, "input": batch})
         response = session.post(f"{base_url}/embeddings", data=body, headers=headers, timeout=60)
         response.raise_for_status()
         for item in orjson.loads(response.content)["data"]:
@@ -75,11 +79,11 @@ def main() -> None:
             ours_times.append(cpu_seconds(ours)[0])
         client.close()
 
-    ours_median = statistics.median(ours_times)
-    bare_median = statistics.median(bare_times)
+    best = min(ours_times) / min(bare_times)
+    median = statistics.median(ours_times) / statistics.median(bare_times)
     print(f"inputs: {len(texts)} x 1024 dims, batch {BATCH}, one request in flight")
-    print(f"rounds: {args.rounds} (median client CPU time of each side)")
-    print(f"ratio client / bare requests+orjson loop: {ours_median / bare_median:.3f}")
+    print(f"rounds: {args.rounds}, alternating; client CPU time (time.process_time)")
+    print(f"ratio client / bare requests+orjson loop: {best:.3f} best-of, {median:.3f} median")
 
 
 if __name__ == "__main__":
