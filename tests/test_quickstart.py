@@ -138,7 +138,8 @@ def test_demo_with_a_key_uses_the_given_service_and_reports_what_it_billed() -> 
     chunks = int(summary["langchain"]) + int(summary["llama_index"])
     assert len(served) == chunks + 2 * int(summary["questions"])  # each question asked of both
     assert re.search(
-        r"^WARNING nebula_core: NebulaBlock request for inputs 0\.\.\d+ failed \(HTTP 503: ",
+        # Batches run concurrently: whichever reaches the service first gets the 503.
+        r"^WARNING nebula_core: NebulaBlock request for inputs \d+\.\.\d+ failed \(HTTP 503: ",
         result.stderr,
         re.M,
     )

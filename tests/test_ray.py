@@ -263,8 +263,9 @@ def test_a_killed_actor_is_restarted_and_every_row_still_comes_out_once(
     assert len(pids) >= 3, "Ray should have started a replacement process for the dead actor"
     sent = Counter(t for r in emu.embeddings_requests for t in r.inputs or [])
     assert set(sent) == set(_texts(ROWS))
-    # The killed actor's unfinished batch was sent again by its replacement.
-    assert sum(sent.values()) > ROWS
+    # Each text was sent once, or twice if it was in the killed actor's unfinished batch
+    # (whether the kill caught a batch in flight depends on timing).
+    assert set(sent.values()) <= {1, 2}
 
 
 @pytest.mark.ray

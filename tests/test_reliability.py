@@ -203,7 +203,7 @@ def test_tokens_per_minute_paces_the_job_and_is_shared_by_sync_and_async(emu, ma
     elapsed = time.monotonic() - started
 
     tokens = 2 * sum(emu.count_tokens(t) for t in texts)
-    assert unpaced < 0.5
+    assert unpaced < 1.0
     # Both calls drew on one budget: at least (tokens - one second of burst) / rate.
     assert elapsed >= (tokens - 100) / 100 * 0.8
 
