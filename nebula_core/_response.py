@@ -167,6 +167,7 @@ def error_for_status(
             return QuotaExceededError(
                 f"NebulaBlock says the account's quota or balance is used up (HTTP 429{said}). "
                 "Waiting will not help: top up or upgrade the account.",
+                status_code=429,
                 server_message=message,
                 retry_after=retry_after,
             )
@@ -174,6 +175,7 @@ def error_for_status(
             f"NebulaBlock rate-limited the request for {where} (HTTP 429{said}). Lower "
             "max_concurrency, set requests_per_minute/tokens_per_minute to your tier, or "
             "raise max_retries.",
+            status_code=429,
             server_message=message,
             retry_after=retry_after,
         )

@@ -94,41 +94,10 @@ class DeadlineExceededError(APITimeoutError):
 
 
 class APIStatusError(NebulaError):
-    """The service answered with a non-success HTTP status."""
+    """The service answered with a non-success HTTP status.
 
-
-class AuthenticationError(APIStatusError):
-    """401/403: the key is missing, mistyped, revoked, or an expired platform token."""
-
-
-class BadRequestError(APIStatusError):
-    """400/404/413/422: the service refused this request as it stands; retrying will not help."""
-
-
-class RateLimitError(APIStatusError):
-    """429 after all retries: slow down (`max_concurrency`, `requests_per_minute`) or upgrade."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status_code: int | None = 429,
-        server_message: str | None = None,
-        attempts: int = 1,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(
-            message, status_code=status_code, server_message=server_message, attempts=attempts
-        )
-        self.retry_after = retry_after
-
-
-class QuotaExceededError(RateLimitError):
-    """429 saying the quota or balance is used up: waiting will not help, topping up will."""
-
-
-class ServerError(APIStatusError):
-    """5xx after all retries: the service is failing; try again later."""
+    `retry_after` is the server's `Retry-After` in seconds, when it sent one.
+    """
 
     def __init__(
         self,
@@ -143,6 +112,26 @@ class ServerError(APIStatusError):
             message, status_code=status_code, server_message=server_message, attempts=attempts
         )
         self.retry_after = retry_after
+
+
+class AuthenticationError(APIStatusError):
+    """401/403: the key is missing, mistyped, revoked, or an expired platform token."""
+
+
+class BadRequestError(APIStatusError):
+    """400/404/413/422: the service refused this request as it stands; retrying will not help."""
+
+
+class RateLimitError(APIStatusError):
+    """429 after all retries: slow down (`max_concurrency`, `requests_per_minute`) or upgrade."""
+
+
+class QuotaExceededError(RateLimitError):
+    """429 saying the quota or balance is used up: waiting will not help, topping up will."""
+
+
+class ServerError(APIStatusError):
+    """5xx after all retries: the service is failing; try again later."""
 
 
 class ResponseFormatError(NebulaError):
