@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +13,25 @@ from nebula_core import NebulaClient
 from nebula_core.testing import NebulaEmulator
 
 TEXTS = [f"passage {i} about topic {i % 7} and its details" for i in range(200)]
+
+
+class LoopTicks:
+    """Counts how often the event loop ran a 10 ms sleeper while the block was awaiting:
+    proof that network waits did not block the loop."""
+
+    ticks = 0
+
+    async def __aenter__(self) -> LoopTicks:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._task.cancel()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.ticks += 1
 
 
 @pytest.fixture(autouse=True)

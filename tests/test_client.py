@@ -28,7 +28,7 @@ from nebula_core import (
     Usage,
 )
 from nebula_core.testing import Fault, NebulaEmulator
-from tests.conftest import TEXTS
+from tests.conftest import TEXTS, LoopTicks
 
 MODEL = "WhereIsAI/UAE-Large-V1"
 
@@ -296,23 +296,15 @@ async def test_async_batches_run_concurrently_without_blocking_the_loop(emu, mak
     emu.latency = 0.2
     texts = TEXTS[:64]
     client = make_client(max_concurrency=4)
-    ticks = 0
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticking = asyncio.create_task(ticker())
-    started = time.monotonic()
-    result = await client.aembed(texts, batch_size=8)
-    elapsed = time.monotonic() - started
-    ticking.cancel()
+    async with LoopTicks() as loop:
+        started = time.monotonic()
+        result = await client.aembed(texts, batch_size=8)
+        elapsed = time.monotonic() - started
 
     assert result.embeddings == [emu.embedding(t) for t in texts]
     assert 0.4 <= elapsed < 1.2  # 8 batches / 4 in flight x 0.2 s; one at a time: 1.6 s
-    assert ticks >= 20  # the loop kept running while requests were in flight
+    assert loop.ticks >= 20  # the loop kept running while requests were in flight
 
 
 async def test_concurrent_aembed_calls_share_the_concurrency_bound(emu, make_client):

@@ -23,7 +23,7 @@ from langchain_nebula import NebulaEmbeddings
 from nebula_core import DEFAULT_BASE_URL, AuthenticationError, ConfigurationError
 from nebula_core.models import QWEN3_QUERY_INSTRUCTION, RETRIEVAL_QUERY_INSTRUCTION
 from nebula_core.testing import Fault, NebulaEmulator
-from tests.conftest import TEXTS
+from tests.conftest import TEXTS, LoopTicks
 
 DOCS = [
     Document(
@@ -156,23 +156,15 @@ async def test_async_batches_are_truly_concurrent(emu, make_embeddings):
     emu.latency = 0.1
     texts = TEXTS[:64]
     embeddings = make_embeddings(batch_size=8, max_concurrency=4)
-    ticks = 0
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticking = asyncio.create_task(ticker())
-    started = time.monotonic()
-    vectors = await embeddings.aembed_documents(texts)
-    elapsed = time.monotonic() - started
-    ticking.cancel()
+    async with LoopTicks() as loop:
+        started = time.monotonic()
+        vectors = await embeddings.aembed_documents(texts)
+        elapsed = time.monotonic() - started
 
     assert vectors == [emu.embedding(text) for text in texts]
     assert 0.2 <= elapsed < 0.5  # sequential would take 0.8 s
-    assert ticks >= 10  # the event loop kept running during the requests
+    assert loop.ticks >= 10  # the event loop kept running during the requests
 
 
 async def test_gathered_async_queries_overlap(emu, make_embeddings):

@@ -4,7 +4,6 @@ Qdrant on disk, the embeddings cache, pickling and secret hygiene (SPEC §3-4)."
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import pickle
@@ -39,7 +38,7 @@ from llama_index_nebula import NebulaEmbedding
 from nebula_core import AuthenticationError, BadRequestError, ConfigurationError
 from nebula_core.models import QWEN3_QUERY_INSTRUCTION, RETRIEVAL_QUERY_INSTRUCTION
 from nebula_core.testing import Fault, NebulaEmulator
-from tests.conftest import TEXTS
+from tests.conftest import TEXTS, LoopTicks
 
 DOCS = [
     "NebulaBlock API keys are created in the dashboard and usually start with ak_.",
@@ -211,19 +210,11 @@ async def test_async_batches_are_in_flight_together(emu, make_embed):
 async def test_async_batch_leaves_the_event_loop_free(emu, make_embed):
     embed = make_embed(embed_batch_size=2, max_concurrency=4)
     emu.latency = 0.2
-    ticks = 0
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    async with LoopTicks() as loop:
+        await embed.aget_text_embedding_batch(TEXTS[:16])
 
-    task = asyncio.create_task(ticker())
-    await embed.aget_text_embedding_batch(TEXTS[:16])
-    task.cancel()
-
-    assert ticks >= 10  # the loop kept running through ~0.4 s of network waits
+    assert loop.ticks >= 10  # the loop kept running through ~0.4 s of network waits
 
 
 def test_empty_batch_sends_nothing_and_empty_text_is_refused(emu, make_embed):
