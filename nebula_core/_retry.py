@@ -104,8 +104,10 @@ def run_with_retries(
     def stop(state: tenacity.RetryCallState) -> bool:
         if state.attempt_number > max_retries:
             return True
-        # Do not start a backoff that would end after the call's deadline.
-        return deadline_at is not None and time.monotonic() + wait(state) >= deadline_at
+        # Do not start a backoff that would end after the call's deadline. tenacity has drawn
+        # the (jittered) wait already: judge that very wait, not a fresh draw.
+        upcoming = state.upcoming_sleep
+        return deadline_at is not None and time.monotonic() + upcoming >= deadline_at
 
     def log_retry(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

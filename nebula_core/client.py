@@ -103,7 +103,11 @@ class _Job:
             future.cancel()
 
     def sleep(self, seconds: float) -> None:
-        """Back off, but wake at once if the call is cancelled or the deadline is past."""
+        """Wait (backoff or pacing), but wake at once if the call is cancelled, and refuse a
+        wait that would outlast the call's deadline."""
+        remaining = self.remaining()
+        if remaining is not None and seconds >= remaining:
+            raise self.deadline_error(None)
         if self.cancelled.wait(seconds):
             raise Cancelled
 
@@ -113,7 +117,7 @@ class _Job:
     def deadline_error(self, last: NebulaError | None) -> DeadlineExceededError:
         cause = f" The last error was: {last}" if last else ""
         return DeadlineExceededError(
-            f"The deadline of {self.deadline:g}s for this embed call ran out after "
+            f"The {self.deadline:g}s deadline of this embed call stopped it after "
             f"{self.completed} of {len(self.texts)} inputs were embedded "
             f"({self.requests} requests, {self.retries} retries). Raise deadline=..., or embed "
             f"fewer texts per call.{cause}",
@@ -192,10 +196,12 @@ class NebulaClient:
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
         )
-        self._pacer = Pacer(requests_per_minute, tokens_per_minute)
         self._init_transport()
 
     def _init_transport(self) -> None:
+        """State that must not cross a pickle or a fork: pools, locks, pacing and counters."""
+        config = self._config
+        self._pacer = Pacer(config.requests_per_minute, config.tokens_per_minute)
         self._stats = ClientStats()
         self._transport_lock = threading.Lock()
         self._session: requests.Session | None = None
@@ -242,7 +248,6 @@ class NebulaClient:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._config = state["config"]
-        self._pacer = Pacer(self._config.requests_per_minute, self._config.tokens_per_minute)
         self._init_transport()
 
     # -- transport --------------------------------------------------------------------------
@@ -303,7 +308,9 @@ class NebulaClient:
             session, executor = self._session, self._executor
             self._session = self._executor = None
         if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+            # Batches already queued by a call still running elsewhere finish on the old pool
+            # (a fresh session is made for them); cancelling them would leave that call short.
+            executor.shutdown(wait=False)
         if session is not None:
             session.close()
 
@@ -432,6 +439,13 @@ class NebulaClient:
 
     @staticmethod
     def _finish(job: _Job) -> EmbeddingResult:
+        if job.completed != len(job.texts):
+            # Unreachable unless a batch vanished without an error: never return a short
+            # result whose empty placeholders could be taken for vectors.
+            raise NebulaError(
+                f"Only {job.completed} of {len(job.texts)} inputs were embedded and no error "
+                "said why; nothing is returned. Please report this as a bug."
+            )
         return EmbeddingResult(job.vectors, job.usage, job.model, job.requests, job.retries)
 
     def _embed_range(self, job: _Job, start: int, end: int) -> None:

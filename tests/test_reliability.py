@@ -19,6 +19,7 @@ from nebula_core import (
     APIConnectionError,
     AuthenticationError,
     BadRequestError,
+    DeadlineExceededError,
     NebulaClient,
     NebulaError,
     QuotaExceededError,
@@ -319,3 +320,46 @@ async def test_cancelled_aembed_leaks_no_threads_or_connections(emu, make_client
 
     assert len(emu.embeddings_requests) <= 3
     assert threading.active_count() <= baseline + 1  # the emulator may still close a socket
+
+
+def test_closing_the_client_during_a_call_lets_the_call_finish_correctly(emu, make_client):
+    emu.latency = 0.2
+    client = make_client(max_concurrency=2)
+    threading.Timer(0.1, client.close).start()
+
+    result = client.embed(TEXTS[:8], batch_size=1)  # 4 rounds of 2: most batches still queued
+
+    assert result.embeddings == [emu.embedding(t) for t in TEXTS[:8]]
+
+
+async def test_closing_the_client_during_an_async_call_lets_it_finish_correctly(emu, make_client):
+    emu.latency = 0.2
+    client = make_client(max_concurrency=2)
+    asyncio.get_running_loop().call_later(0.1, client.close)
+
+    result = await client.aembed(TEXTS[:8], batch_size=1)
+
+    assert result.embeddings == [emu.embedding(t) for t in TEXTS[:8]]
+
+
+def test_pacing_never_waits_past_the_deadline(emu, make_client):
+    client = make_client(requests_per_minute=6, deadline=1.0, max_concurrency=1)  # 1 per 10 s
+
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match="1 of 3 inputs were embedded"):
+        client.embed(TEXTS[:3], batch_size=1)
+
+    assert time.monotonic() - started < 1.5
+
+
+def test_backoff_never_sleeps_past_the_deadline(emu, make_client):
+    for _ in range(4):
+        emu.reset()
+        emu.enqueue(*[Fault.status(503)] * 5)
+        client = make_client(deadline=1.0, retry_base_wait=1.2, max_retry_wait=5.0)
+
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceededError, match=r"0 of 2 inputs"):
+            client.embed(TEXTS[:2])
+
+        assert time.monotonic() - started < 1.1
