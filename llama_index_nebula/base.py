@@ -32,8 +32,9 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
 from typing_extensions import Self
 
 from nebula_core._adapters import client_options
+from nebula_core._job import ProgressCallback
 from nebula_core._progress import progress_bar
-from nebula_core.client import NebulaClient, ProgressCallback
+from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
 
 __all__ = ["NebulaEmbedding"]

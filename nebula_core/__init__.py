@@ -4,8 +4,8 @@ The LangChain and LlamaIndex adapters are thin layers over `NebulaClient`; the l
 of the service lives in `nebula_core.testing`.
 """
 
+from nebula_core._codec import Usage
 from nebula_core._config import DEFAULT_BASE_URL, Secret
-from nebula_core._response import Usage
 from nebula_core.client import ClientStats, EmbeddingResult, NebulaClient, ProgressCallback
 from nebula_core.errors import (
     APIConnectionError,

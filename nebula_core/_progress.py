@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from nebula_core.client import ProgressCallback
+from nebula_core._job import ProgressCallback
 
 __all__ = ["progress_bar"]
 

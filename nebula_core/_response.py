@@ -1,14 +1,8 @@
-"""Turning HTTP responses into vectors or typed errors.
-
-Success bodies are parsed once by orjson and placed by `data[i].index`; anything that could put a
-vector next to the wrong text raises `ResponseFormatError` instead.
-"""
+"""Error answers: the server's own message from any body shape, and the typed error per status."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -22,88 +16,11 @@ from nebula_core.errors import (
     ServerError,
 )
 
-__all__ = ["Usage", "error_for_status", "server_message", "unpack_embeddings"]
+__all__ = ["error_for_status", "server_message"]
 
-_RETRYABLE_5XX = frozenset({500, 502, 503, 504})
 _QUOTA_WORDS = re.compile(r"quota|balance|insufficient|credit|exhausted|billing|top.?up", re.I)
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
 _MAX_MESSAGE = 300
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Tokens the service counted, summed over every request of one call."""
-
-    prompt_tokens: int = 0
-    total_tokens: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens, self.total_tokens + other.total_tokens
-        )
-
-
-def _format_error(what: str) -> ResponseFormatError:
-    return ResponseFormatError(
-        f"The service returned a 2xx response that cannot be trusted: {what}. No vectors were "
-        "used from it. If this persists, report it to NebulaBlock with the model name."
-    )
-
-
-def unpack_embeddings(body: bytes, expected: int) -> tuple[list[list[float]], Usage]:
-    """Vectors in input order from one success body, plus its usage; raise on any inconsistency."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise _format_error(f"the body is not JSON ({len(body)} bytes)") from None
-    if not isinstance(payload, dict):
-        raise _format_error(f"the body is a JSON {type(payload).__name__}, not an object")
-    data = payload.get("data")
-    if not isinstance(data, list):
-        raise _format_error("'data' is missing or not a list")
-    if len(data) != expected:
-        raise _format_error(f"sent {expected} inputs but got {len(data)} embeddings")
-
-    slots: list[Any] = [None] * expected
-    dimensions = -1
-    for item in data:
-        if not isinstance(item, dict):
-            raise _format_error("an item of 'data' is not an object")
-        index = item.get("index")
-        # bool is an int subclass; a JSON true is not a position.
-        if type(index) is not int:
-            raise _format_error(f"an item has index {index!r}; indices must be integers")
-        if not 0 <= index < expected:
-            raise _format_error(f"index {index} is outside 0..{expected - 1}")
-        if slots[index] is not None:
-            raise _format_error(f"index {index} appears more than once")
-        vector = item.get("embedding")
-        if type(vector) is not list or not vector:
-            raise _format_error(f"the embedding at index {index} is missing or not a list")
-        if dimensions != len(vector):
-            if dimensions != -1:
-                raise _format_error(
-                    f"embeddings have different lengths ({dimensions} and {len(vector)})"
-                )
-            dimensions = len(vector)
-        try:
-            # sum() walks the floats in C and raises TypeError on str, None, lists or objects.
-            sum(vector)
-        except TypeError:
-            raise _format_error(f"the embedding at index {index} has non-numeric values") from None
-        slots[index] = vector
-    # With `expected` items, in-range and unique indices, every slot is filled.
-    return slots, _usage(payload.get("usage"))
-
-
-def _usage(raw: object) -> Usage:
-    if not isinstance(raw, dict):
-        return Usage()
-    prompt = raw.get("prompt_tokens")
-    total = raw.get("total_tokens")
-    prompt = prompt if type(prompt) is int else 0
-    total = total if type(total) is int else prompt
-    return Usage(prompt, total)
 
 
 def server_message(body: bytes, content_type: str = "") -> str | None:
@@ -207,8 +124,3 @@ def error_for_status(
         status_code=status,
         server_message=message,
     )
-
-
-def is_retryable_status(status: int) -> bool:
-    """Statuses worth another try: throttling and the transient 5xx family."""
-    return status == 429 or status in _RETRYABLE_5XX

@@ -7,39 +7,23 @@ import concurrent.futures
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-import requests
-import requests.adapters
-import requests.auth
-
-from nebula_core._config import ClientConfig, Secret
+from nebula_core._codec import Usage, encode_request, unpack_embeddings
+from nebula_core._config import ClientConfig
+from nebula_core._job import Job, ProgressCallback
 from nebula_core._ratelimit import Pacer, estimate_tokens
-from nebula_core._response import Usage, error_for_status, server_message, unpack_embeddings
-from nebula_core._retry import Cancelled, parse_retry_after, run_with_retries, should_retry
+from nebula_core._retry import Cancelled, run_with_retries, should_retry
+from nebula_core._transport import Transport
 from nebula_core._validation import validate_texts
-from nebula_core.errors import (
-    APIConnectionError,
-    APITimeoutError,
-    BadRequestError,
-    DeadlineExceededError,
-    NebulaError,
-    ResponseFormatError,
-)
+from nebula_core.errors import BadRequestError, NebulaError
 from nebula_core.models import DEFAULT_MODEL
 
 __all__ = ["ClientStats", "EmbeddingResult", "NebulaClient", "ProgressCallback"]
 
 logger = logging.getLogger("nebula_core")
-
-ProgressCallback = Callable[[int], None]
-"""Called with the number of inputs a finished request embedded (from worker threads)."""
-
-_USER_AGENT = "nebulablock-embeddings/0.1.0 (python-requests)"
 
 
 @dataclass(frozen=True)
@@ -66,95 +50,6 @@ class ClientStats:
     retries: int = 0
     prompt_tokens: int = 0
     total_tokens: int = 0
-
-
-class _Job:
-    """The shared state of one embed call: results, counters and the cancel switch."""
-
-    def __init__(
-        self,
-        texts: list[str],
-        model: str,
-        batch_size: int,
-        deadline: float | None,
-        on_progress: ProgressCallback | None,
-    ) -> None:
-        self.texts = texts
-        self.model = model
-        # Placeholders that are freed one by one as vectors arrive keep the GC's allocation
-        # count flat, so no collection walks the freshly parsed vectors mid-call.
-        self.vectors: list[list[float]] = [[] for _ in texts]
-        self.usage = Usage()
-        self.requests = 0
-        self.retries = 0
-        self.completed = 0
-        self.dimensions: int | None = None
-        self.batch_cap = batch_size
-        self.deadline = deadline
-        self.deadline_at = None if deadline is None else time.monotonic() + deadline
-        self.cancelled = threading.Event()
-        self.on_progress = on_progress
-        self.lock = threading.Lock()
-
-    def stop(self, futures: Sequence[concurrent.futures.Future[None]]) -> None:
-        """Start no further request for this call: queued batches are dropped, retries end."""
-        self.cancelled.set()
-        for future in futures:
-            future.cancel()
-
-    def sleep(self, seconds: float) -> None:
-        """Wait (backoff or pacing), but wake at once if the call is cancelled, and refuse a
-        wait that would outlast the call's deadline."""
-        remaining = self.remaining()
-        if remaining is not None and seconds >= remaining:
-            raise self.deadline_error(None)
-        if self.cancelled.wait(seconds):
-            raise Cancelled
-
-    def remaining(self) -> float | None:
-        return None if self.deadline_at is None else self.deadline_at - time.monotonic()
-
-    def deadline_error(self, last: NebulaError | None) -> DeadlineExceededError:
-        cause = f" The last error was: {last}" if last else ""
-        return DeadlineExceededError(
-            f"The {self.deadline:g}s deadline of this embed call stopped it after "
-            f"{self.completed} of {len(self.texts)} inputs were embedded "
-            f"({self.requests} requests, {self.retries} retries). Raise deadline=..., or embed "
-            f"fewer texts per call.{cause}",
-            completed=self.completed,
-            total=len(self.texts),
-        )
-
-    def store(self, start: int, vectors: list[list[float]], usage: Usage) -> None:
-        with self.lock:
-            width = len(vectors[0])
-            if self.dimensions is None:
-                self.dimensions = width
-            elif width != self.dimensions:
-                raise ResponseFormatError(
-                    f"The service returned {width}-dimensional vectors for inputs {start}.."
-                    f"{start + len(vectors) - 1} but {self.dimensions}-dimensional ones earlier "
-                    "in the same call; a vector store cannot hold both. No vectors were returned."
-                )
-            self.vectors[start : start + len(vectors)] = vectors
-            self.usage = self.usage + usage
-            self.completed += len(vectors)
-        if self.on_progress is not None:
-            self.on_progress(len(vectors))
-
-
-class _BearerAuth(requests.auth.AuthBase):
-    """Adds `Authorization: Bearer <key>` to each request; prints without the key."""
-
-    def __init__(self, key: Secret) -> None:
-        self._key = key
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._key.reveal()}"
-        return request
-
-    def __repr__(self) -> str:
-        return "_BearerAuth(Secret('**********'))"
 
 
 class NebulaClient:
@@ -204,7 +99,7 @@ class NebulaClient:
         self._pacer = Pacer(config.requests_per_minute, config.tokens_per_minute)
         self._stats = ClientStats()
         self._transport_lock = threading.Lock()
-        self._session: requests.Session | None = None
+        self._transport = Transport(config)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._owner_pid = os.getpid()
 
@@ -218,7 +113,7 @@ class NebulaClient:
         """Requests, retries and tokens spent so far by every call of this client."""
         return self._stats
 
-    def _tally(self, job: _Job) -> None:
+    def _tally(self, job: Job) -> None:
         with self._transport_lock:
             s = self._stats
             self._stats = ClientStats(
@@ -258,37 +153,6 @@ class NebulaClient:
         if self._owner_pid != os.getpid():
             self._init_transport()
 
-    def _get_session(self) -> requests.Session:
-        self._check_fork()
-        session = self._session
-        if session is None:
-            with self._transport_lock:
-                if self._session is None:
-                    self._session = self._new_session()
-                session = self._session
-        return session
-
-    def _new_session(self) -> requests.Session:
-        session = requests.Session()
-        # Retries live in one place (tenacity); urllib3 must not add a second layer.
-        adapter = requests.adapters.HTTPAdapter(
-            pool_connections=1, pool_maxsize=self._config.max_concurrency, max_retries=0
-        )
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers.update(
-            {
-                "User-Agent": _USER_AGENT,
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                **self._config.default_headers,
-            }
-        )
-        # As `session.auth`, not a default header: requests then never replaces the key with
-        # ~/.netrc credentials, and drops it (without re-adding it) on a redirect elsewhere.
-        session.auth = _BearerAuth(self._config.api_key)
-        return session
-
     def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
         self._check_fork()
         executor = self._executor
@@ -305,14 +169,12 @@ class NebulaClient:
     def close(self) -> None:
         """Release pooled connections and worker threads; the client can still be used after."""
         with self._transport_lock:
-            session, executor = self._session, self._executor
-            self._session = self._executor = None
+            executor, self._executor = self._executor, None
         if executor is not None:
             # Batches already queued by a call still running elsewhere finish on the old pool
             # (a fresh session is made for them); cancelling them would leave that call short.
             executor.shutdown(wait=False)
-        if session is not None:
-            session.close()
+        self._transport.close()
 
     def __enter__(self) -> NebulaClient:
         return self
@@ -342,7 +204,7 @@ class NebulaClient:
             self._tally(job)
         return self._finish(job)
 
-    def _run(self, job: _Job, ranges: list[tuple[int, int]]) -> None:
+    def _run(self, job: Job, ranges: list[tuple[int, int]]) -> None:
         if len(ranges) <= 1 or self._config.max_concurrency == 1:
             try:
                 for start, end in ranges:
@@ -390,7 +252,7 @@ class NebulaClient:
             self._tally(job)
         return self._finish(job)
 
-    async def _arun(self, job: _Job, ranges: list[tuple[int, int]]) -> None:
+    async def _arun(self, job: Job, ranges: list[tuple[int, int]]) -> None:
         if not ranges:
             return
         futures = self._submit(job, ranges)
@@ -418,27 +280,27 @@ class NebulaClient:
         model: str,
         batch_size: int,
         on_progress: ProgressCallback | None,
-    ) -> _Job:
+    ) -> Job:
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty model id, got {model!r}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         items = validate_texts(texts)
-        return _Job(items, model, batch_size, self._config.deadline, on_progress)
+        return Job(items, model, batch_size, self._config.deadline, on_progress)
 
     def _submit(
-        self, job: _Job, ranges: list[tuple[int, int]]
+        self, job: Job, ranges: list[tuple[int, int]]
     ) -> list[concurrent.futures.Future[None]]:
         executor = self._get_executor()
         return [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
 
     @staticmethod
-    def _ranges(job: _Job, batch_size: int) -> list[tuple[int, int]]:
+    def _ranges(job: Job, batch_size: int) -> list[tuple[int, int]]:
         total = len(job.texts)
         return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
 
     @staticmethod
-    def _finish(job: _Job) -> EmbeddingResult:
+    def _finish(job: Job) -> EmbeddingResult:
         if job.completed != len(job.texts):
             # Unreachable unless a batch vanished without an error: never return a short
             # result whose empty placeholders could be taken for vectors.
@@ -448,7 +310,7 @@ class NebulaClient:
             )
         return EmbeddingResult(job.vectors, job.usage, job.model, job.requests, job.retries)
 
-    def _embed_range(self, job: _Job, start: int, end: int) -> None:
+    def _embed_range(self, job: Job, start: int, end: int) -> None:
         """Embed texts[start:end], splitting further whenever the service answers 413."""
         position = start
         while position < end:
@@ -479,10 +341,10 @@ class NebulaClient:
             job.store(position, vectors, usage)
             position += size
 
-    def _send_batch(self, job: _Job, start: int, end: int) -> tuple[list[list[float]], Usage]:
+    def _send_batch(self, job: Job, start: int, end: int) -> tuple[list[list[float]], Usage]:
         batch = job.texts[start:end]
         where = f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
-        body = orjson.dumps({"model": job.model, "input": batch})
+        body = encode_request(job.model, batch)
         estimated = estimate_tokens(batch) if self._pacer.active else 0
 
         def send_once() -> tuple[list[list[float]], Usage]:
@@ -495,15 +357,12 @@ class NebulaClient:
                 if remaining <= 0:
                     raise job.deadline_error(None)
                 timeout = min(timeout, remaining)
-            with job.lock:
-                job.requests += 1
-            vectors, usage = self._post(body, end - start, timeout, where)
+            job.count_request()
+            self._check_fork()
+            answer = self._transport.post(body, timeout, where)
+            vectors, usage = unpack_embeddings(answer.content, end - start)
             self._pacer.settle(estimated, usage.total_tokens)
             return vectors, usage
-
-        def count_retry() -> None:
-            with job.lock:
-                job.retries += 1
 
         try:
             return run_with_retries(
@@ -514,7 +373,7 @@ class NebulaClient:
                 deadline_at=job.deadline_at,
                 sleep=job.sleep,
                 describe=where,
-                on_retry=count_retry,
+                on_retry=job.count_retry,
             )
         except NebulaError as error:
             # A retryable error that had retries left was stopped by the deadline.
@@ -522,34 +381,6 @@ class NebulaClient:
             if job.deadline_at is not None and should_retry(error) and stopped_early:
                 raise job.deadline_error(error) from None
             raise
-
-    def _post(
-        self, body: bytes, count: int, timeout: float, where: str
-    ) -> tuple[list[list[float]], Usage]:
-        """One HTTP request, mapped to vectors or to exactly one `NebulaError`."""
-        url = self._config.embeddings_url
-        logger.debug("POST %s (%s, %d bytes)", url, where, len(body))
-        try:
-            response = self._get_session().post(url, data=body, timeout=timeout)
-            content = response.content
-        except requests.Timeout:
-            raise APITimeoutError(
-                f"NebulaBlock did not answer within {timeout:g}s for {where}; raise timeout=... "
-                "or check the network."
-            ) from None
-        except requests.RequestException as error:
-            # Connection refused or reset, DNS failure, or a body cut short of its length.
-            # `from None`: the chained requests exception's frames hold the request headers.
-            raise APIConnectionError(
-                f"Could not complete the request to {self._config.base_url} for {where} "
-                f"({_describe_transport_error(error)}); check the network and base_url."
-            ) from None
-        status = response.status_code
-        if 200 <= status < 300:
-            return unpack_embeddings(content, count)
-        message = server_message(content, response.headers.get("Content-Type", ""))
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise error_for_status(status, message, retry_after=retry_after, where=where)
 
 
 def _first_error(
@@ -564,10 +395,3 @@ def _first_error(
 def _consume_outcome(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _describe_transport_error(error: requests.RequestException) -> str:
-    reason = str(error.args[0]) if error.args else ""
-    # urllib3 reasons are long; the last clause is the informative one.
-    reason = reason.rsplit(": ", 1)[-1].strip(" ')\"")[:120]
-    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__

@@ -21,7 +21,8 @@ from nebula_core import (
     ServerError,
     with_query_instruction,
 )
-from nebula_core._response import error_for_status, server_message, unpack_embeddings
+from nebula_core._codec import unpack_embeddings
+from nebula_core._response import error_for_status, server_message
 from nebula_core._retry import parse_retry_after, retry_wait, should_retry
 from nebula_core.models import RETRIEVAL_QUERY_INSTRUCTION
 

@@ -1,0 +1,100 @@
+"""The shared state of one embed call: its results, counters, deadline and cancel switch."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from nebula_core._codec import Usage
+from nebula_core._retry import Cancelled
+from nebula_core.errors import DeadlineExceededError, NebulaError, ResponseFormatError
+
+__all__ = ["Job", "ProgressCallback"]
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of inputs a finished request embedded (from worker threads)."""
+
+
+class Job:
+    """One call's inputs and everything its batches write back, guarded by one lock."""
+
+    def __init__(
+        self,
+        texts: list[str],
+        model: str,
+        batch_size: int,
+        deadline: float | None,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        self.texts = texts
+        self.model = model
+        # Placeholders that are freed one by one as vectors arrive keep the GC's allocation
+        # count flat, so no collection walks the freshly parsed vectors mid-call.
+        self.vectors: list[list[float]] = [[] for _ in texts]
+        self.usage = Usage()
+        self.requests = 0
+        self.retries = 0
+        self.completed = 0
+        self.dimensions: int | None = None
+        self.batch_cap = batch_size
+        self.deadline = deadline
+        self.deadline_at = None if deadline is None else time.monotonic() + deadline
+        self.cancelled = threading.Event()
+        self.on_progress = on_progress
+        self.lock = threading.Lock()
+
+    def stop(self, futures: Sequence[concurrent.futures.Future[None]]) -> None:
+        """Start no further request for this call: queued batches are dropped, retries end."""
+        self.cancelled.set()
+        for future in futures:
+            future.cancel()
+
+    def sleep(self, seconds: float) -> None:
+        """Wait (backoff or pacing), but wake at once if the call is cancelled, and refuse a
+        wait that would outlast the call's deadline."""
+        remaining = self.remaining()
+        if remaining is not None and seconds >= remaining:
+            raise self.deadline_error(None)
+        if self.cancelled.wait(seconds):
+            raise Cancelled
+
+    def remaining(self) -> float | None:
+        return None if self.deadline_at is None else self.deadline_at - time.monotonic()
+
+    def deadline_error(self, last: NebulaError | None) -> DeadlineExceededError:
+        cause = f" The last error was: {last}" if last else ""
+        return DeadlineExceededError(
+            f"The {self.deadline:g}s deadline of this embed call stopped it after "
+            f"{self.completed} of {len(self.texts)} inputs were embedded "
+            f"({self.requests} requests, {self.retries} retries). Raise deadline=..., or embed "
+            f"fewer texts per call.{cause}",
+            completed=self.completed,
+            total=len(self.texts),
+        )
+
+    def count_request(self) -> None:
+        with self.lock:
+            self.requests += 1
+
+    def count_retry(self) -> None:
+        with self.lock:
+            self.retries += 1
+
+    def store(self, start: int, vectors: list[list[float]], usage: Usage) -> None:
+        with self.lock:
+            width = len(vectors[0])
+            if self.dimensions is None:
+                self.dimensions = width
+            elif width != self.dimensions:
+                raise ResponseFormatError(
+                    f"The service returned {width}-dimensional vectors for inputs {start}.."
+                    f"{start + len(vectors) - 1} but {self.dimensions}-dimensional ones earlier "
+                    "in the same call; a vector store cannot hold both. No vectors were returned."
+                )
+            self.vectors[start : start + len(vectors)] = vectors
+            self.usage = self.usage + usage
+            self.completed += len(vectors)
+        if self.on_progress is not None:
+            self.on_progress(len(vectors))
