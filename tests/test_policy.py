@@ -14,6 +14,7 @@ from nebula_core import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     DeadlineExceededError,
     QuotaExceededError,
     RateLimitError,
@@ -70,6 +71,12 @@ def test_backoff_grows_with_jitter_and_is_capped():
         (ServerError("x", status_code=500), True),
         (ServerError("x", status_code=503), True),
         (ServerError("x", status_code=501), False),
+        (ServerError("x", status_code=520), True),
+        (ServerError("x", status_code=529), True),
+        (ServerError("x", status_code=425), True),
+        (APITimeoutError("x", status_code=408), True),
+        (QuotaExceededError("x", status_code=402), False),
+        (ConfigurationError("x"), False),
         (APIConnectionError("x"), True),
         (APITimeoutError("x"), True),
         (DeadlineExceededError("x", completed=0, total=1), False),
@@ -109,8 +116,8 @@ def test_server_message_is_read_from_any_error_shape(body, content_type, message
 
 
 def test_quota_429_is_told_apart_from_throttling():
-    quota = error_for_status(429, "Insufficient balance", retry_after=None, where="input 0")
-    throttled = error_for_status(429, "Too many requests", retry_after=2.0, where="input 0")
+    quota = error_for_status(429, b"Insufficient balance", {}, where="input 0")
+    throttled = error_for_status(429, b"Too many requests", {"Retry-After": "2"}, where="input 0")
 
     assert isinstance(quota, QuotaExceededError)
     assert type(throttled) is RateLimitError
