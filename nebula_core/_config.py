@@ -87,6 +87,12 @@ def _resolve_base_url(base_url: str | None) -> str:
             f"base_url {value!r} is not an http(s) URL; use something like "
             f"{DEFAULT_BASE_URL!r} (set via base_url=... or NEBULA_BASE_URL)."
         )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ConfigurationError(
+            f"base_url {value!r} has an invalid port; ports are 1-65535."
+        ) from None
     if parts.username or parts.password:
         raise ConfigurationError(
             "base_url must not carry credentials; pass the key as api_key or NEBULA_API_KEY."
@@ -120,7 +126,8 @@ class ClientConfig:
     timeout: float
     max_retries: int
     max_concurrency: int
-    default_headers: Mapping[str, str]
+    # Gateways put credentials in custom headers: keep them out of repr like the key.
+    default_headers: Mapping[str, str] = field(repr=False)
     max_retry_wait: float
     retry_base_wait: float
     deadline: float | None

@@ -118,7 +118,9 @@ class Transport:
             status, headers = response.status_code, response.headers
             success = 200 <= status < 300
             content = response.content if success else _read_error_body(response)
-        except requests.RequestException as error:
+        except (requests.RequestException, ValueError) as error:
+            # ValueError: requests lets some unusable redirect targets (a port out of range)
+            # escape as a bare ValueError instead of InvalidURL.
             failure = self._failure(error, timeout, where)
         if failure is not None:
             raise failure
@@ -129,7 +131,7 @@ class Transport:
     def _secrets(self) -> tuple[str, ...]:
         return (self._config.api_key.reveal(), *self._config.default_headers.values())
 
-    def _failure(self, error: requests.RequestException, timeout: float, where: str) -> NebulaError:
+    def _failure(self, error: Exception, timeout: float, where: str) -> NebulaError:
         """The one `NebulaError` for a failed request, holding nothing but text."""
         host = self._config.base_url
         reason = redact(_describe_transport_error(error), self._secrets())
@@ -147,6 +149,7 @@ class Transport:
                 requests.exceptions.InvalidSchema,
                 requests.exceptions.MissingSchema,
                 requests.exceptions.InvalidHeader,
+                ValueError,
             ),
         ):
             return ConfigurationError(
@@ -186,7 +189,7 @@ def _read_error_body(response: requests.Response) -> bytes:
     return b"".join(parts)[:MAX_ERROR_BODY]
 
 
-def _is_read_timeout(error: requests.RequestException) -> bool:
+def _is_read_timeout(error: Exception) -> bool:
     # A timeout while reading the body arrives as a ConnectionError wrapping urllib3's.
     return bool(error.args) and isinstance(error.args[0], urllib3.exceptions.ReadTimeoutError)
 
@@ -211,7 +214,7 @@ def _tls_advice(base_url: str, reason: str) -> str:
     return f"TLS handshake with {base_url} failed ({reason}); check base_url and the server's TLS."
 
 
-def _describe_transport_error(error: requests.RequestException) -> str:
+def _describe_transport_error(error: Exception) -> str:
     reason = str(error.args[0]) if error.args else ""
     # urllib3 reasons are long; the last clause is the informative one.
     reason = reason.rsplit(": ", 1)[-1].strip(" ')\"")[:120]
