@@ -31,7 +31,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
     ) from error
 from typing_extensions import Self
 
-from nebula_core._adapters import client_options
+from nebula_core._adapters import BoundClient, client_options
 from nebula_core._job import ProgressCallback
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
@@ -130,8 +130,7 @@ class NebulaEmbedding(BaseEmbedding):
         default=None, description="Overall seconds one embed call may take, retries included."
     )
 
-    _client: NebulaClient | None = PrivateAttr(default=None)
-    _client_settings: dict[str, Any] | None = PrivateAttr(default=None)
+    _bound: BoundClient | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
@@ -149,25 +148,25 @@ class NebulaEmbedding(BaseEmbedding):
         re-runs `__init__` with the fields, so an unpickled copy (another process, a Ray
         worker) keeps the very same key and URL without any environment variable.
         """
-        key = self.api_key
-        client = NebulaClient(
-            api_key=key.get_secret_value() if isinstance(key, SecretStr) else key,
-            **client_options(self),
-        )
+        client = NebulaClient(api_key=self._key(), **client_options(self))
         self.api_key = SecretStr(client.config.api_key.reveal())
         self.base_url = client.base_url
-        self._client, self._client_settings = client, self._settings()
+        # Bound to the settings as written back, so the next call sees no change.
+        self._bound = BoundClient(client, self._key(), client_options(self))
         return client
 
-    def _settings(self) -> dict[str, Any]:
-        return {"api_key": self.api_key, **client_options(self)}
+    def _key(self) -> str | None:
+        key = self.api_key
+        return key.get_secret_value() if isinstance(key, SecretStr) else key
 
     @property
     def client(self) -> NebulaClient:
-        """The shared core client; rebuilt if a connection setting was reassigned."""
-        if self._client is None or self._settings() != self._client_settings:
+        """The shared core client; rebuilt if a connection setting was reassigned or changed
+        by `model_copy(update=...)`."""
+        bound = self._bound
+        if bound is None or not bound.matches(self._key(), client_options(self)):
             return self._connect()
-        return self._client
+        return bound.client
 
     # -- LlamaIndex hooks: one line each over the core ---------------------------------------
 
