@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -214,8 +215,14 @@ def _tls_advice(base_url: str, reason: str) -> str:
     return f"TLS handshake with {base_url} failed ({reason}); check base_url and the server's TLS."
 
 
+_SSL_REASON = re.compile(r"\[SSL(?:: [A-Z_]+)?\] ([^()]+?)\s*\(_ssl")
+
+
 def _describe_transport_error(error: Exception) -> str:
     reason = str(error.args[0]) if error.args else ""
+    ssl_reason = _SSL_REASON.search(reason)
+    if ssl_reason:
+        return f"{type(error).__name__}: {ssl_reason.group(1)}"
     # urllib3 reasons are long; the last clause is the informative one.
     reason = reason.rsplit(": ", 1)[-1].strip(" ')\"")[:120]
     return f"{type(error).__name__}: {reason}" if reason else type(error).__name__

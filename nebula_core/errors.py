@@ -1,16 +1,17 @@
 """Every way a NebulaBlock embeddings call can fail, as one exception tree.
 
     NebulaError                      base class: catch this to catch everything below
-    ├── ConfigurationError           no API key, a base URL that is not a URL, a bad option
+    ├── ConfigurationError           no API key, a bad base URL or option; also TLS failures,
+    │                                unusable redirect targets, redirect loops (never retried)
     ├── APIConnectionError           could not reach the service, or the connection broke
-    │   └── APITimeoutError          no answer within `timeout`, or the call's `deadline` ran out
+    │   └── APITimeoutError          no answer within `timeout`, or a 408 after every retry
     │       └── DeadlineExceededError   the overall budget of one embed call is spent
     ├── APIStatusError               the service answered with an error status
     │   ├── AuthenticationError      401/403: the key is missing, wrong or expired
     │   ├── BadRequestError          400/404/413/422 and other 4xx: the request itself is wrong
     │   ├── RateLimitError           429 still returned after every retry
-    │   │   └── QuotaExceededError   429 saying the account's quota or balance is used up
-    │   └── ServerError              5xx still returned after every retry
+    │   │   └── QuotaExceededError   402, or a 429 saying the quota or balance is used up
+    │   └── ServerError              5xx (or 425) still returned after every retry
     └── ResponseFormatError          a 2xx body that is malformed, incomplete or inconsistent
 
 Input mistakes (a non-str item, an empty string) are not `NebulaError`s: they raise the
@@ -127,11 +128,12 @@ class RateLimitError(APIStatusError):
 
 
 class QuotaExceededError(RateLimitError):
-    """429 saying the quota or balance is used up: waiting will not help, topping up will."""
+    """402, or a 429 that says the quota or balance is used up: waiting will not help, topping
+    up will. The rule that tells it from throttling is in docs/errors.md."""
 
 
 class ServerError(APIStatusError):
-    """5xx after all retries: the service is failing; try again later."""
+    """5xx (or 425 Too Early) after all retries: the service is failing; try again later."""
 
 
 class ResponseFormatError(NebulaError):

@@ -76,7 +76,9 @@ def test_throttling_messages_are_rate_limits_not_quota(message, headers):
         (429, b'{"code": "insufficient_quota", "message": "no"}', {}),
         (
             429,
-            _json_error("You exceeded your current quota, please check your plan and billing."),
+            _json_error(
+                "You exceeded your current quota, please check your plan and billing details."
+            ),
             {},
         ),
         (429, b'{"detail": "Insufficient balance: please top up"}', {}),
