@@ -14,10 +14,12 @@ import re
 import threading
 from bisect import bisect_right
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
+
+from nebula_core.models import MODELS
 
 __all__ = [
     "SPECIAL_TOKENS",
@@ -33,12 +35,8 @@ __all__ = [
 #: Tokens every input costs besides its text: [CLS] and [SEP] (or the BOS/EOS of BPE models).
 SPECIAL_TOKENS = 2
 
+#: The vocabularies that ship in `_data/`, by the catalogue's `tokenizer` name.
 _VOCAB_FILES = {"bert-base-uncased": "bert-base-uncased-vocab.txt"}
-#: Which shipped vocabulary each known model reads with (models.py keeps the full catalogue).
-_MODEL_VOCAB = {
-    "WhereIsAI/UAE-Large-V1": "bert-base-uncased",
-    "BAAI/bge-large-en-v1.5": "bert-base-uncased",
-}
 _DATA = Path(__file__).with_name("_data")
 
 # The estimate, one cost per character: a run of ASCII letters costs one token per 3 letters
@@ -52,7 +50,7 @@ _LETTERS_PER_TOKEN = 3
 _tokenizer_lock = threading.Lock()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_tokenizer(kind: str) -> Any:
     """A `tokenizers.Tokenizer` for a shipped vocabulary, or None without the library."""
     try:
@@ -66,8 +64,9 @@ def _load_tokenizer(kind: str) -> Any:
 
 
 def _tokenizer(model: str) -> Any:
-    kind = _MODEL_VOCAB.get(model)
-    if kind is None:
+    info = MODELS.get(model)
+    kind = info.tokenizer if info is not None else None
+    if kind is None or kind not in _VOCAB_FILES:
         return None
     with _tokenizer_lock:
         return _load_tokenizer(kind)
