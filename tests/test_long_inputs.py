@@ -9,6 +9,8 @@ import pickle
 import pytest
 from long_servers import API_KEY, LongInputServer, vector_for
 
+from langchain_nebula import NebulaEmbeddings
+from llama_index_nebula import NebulaEmbedding
 from nebula_core import BadRequestError, InputTooLongError, NebulaClient
 from nebula_core._tokens import SPECIAL_TOKENS, count_tokens, split_to_tokens, truncate_to_tokens
 
@@ -34,7 +36,10 @@ assert count_tokens(KNOWN, LONG_KNOWN) > 800
 
 def make_client(server: LongInputServer, **options: object) -> NebulaClient:
     return NebulaClient(
-        api_key=API_KEY, base_url=server.base_url, max_retries=0, **options  # type: ignore[arg-type]
+        api_key=API_KEY,
+        base_url=server.base_url,
+        max_retries=0,
+        **options,  # type: ignore[arg-type]
     )
 
 
@@ -76,9 +81,12 @@ def test_truncate_known_model_sends_longest_prefix_and_warns_once(style, caplog)
 def test_average_known_model_returns_token_weighted_mean(style, caplog):
     pieces = split_to_tokens(KNOWN, LONG_KNOWN, 512)
     assert len(pieces) == 2 and all(count_tokens(KNOWN, p) <= 512 for p in pieces)
-    with LongInputServer(style) as server, make_client(server, on_long_input="average") as client:
-        with caplog.at_level(logging.WARNING, logger="nebula_core"):
-            result = client.embed([SHORT_A, LONG_KNOWN, SHORT_B], model=KNOWN)
+    with (
+        LongInputServer(style) as server,
+        make_client(server, on_long_input="average") as client,
+        caplog.at_level(logging.WARNING, logger="nebula_core"),
+    ):
+        result = client.embed([SHORT_A, LONG_KNOWN, SHORT_B], model=KNOWN)
     assert server.requests == [[SHORT_A, *pieces, SHORT_B]]
     assert result.embeddings[0] == vector_for(SHORT_A)
     assert result.embeddings[1] == pytest.approx(weighted_mean(pieces, KNOWN), abs=1e-12)
@@ -88,9 +96,12 @@ def test_average_known_model_returns_token_weighted_mean(style, caplog):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_error_known_model_names_every_position_before_any_request(style):
-    with LongInputServer(style) as server, make_client(server, on_long_input="error") as client:
-        with pytest.raises(InputTooLongError) as caught:
-            client.embed([LONG_KNOWN, SHORT_A, SHORT_B, LONG_KNOWN], model=KNOWN)
+    with (
+        LongInputServer(style) as server,
+        make_client(server, on_long_input="error") as client,
+        pytest.raises(InputTooLongError) as caught,
+    ):
+        client.embed([LONG_KNOWN, SHORT_A, SHORT_B, LONG_KNOWN], model=KNOWN)
     assert caught.value.positions == [0, 3]
     assert caught.value.limit == 512
     assert isinstance(caught.value, BadRequestError)
@@ -164,9 +175,12 @@ def test_error_unknown_model_raises_after_one_request_then_before_any(style):
 
 
 def test_silent_server_unknown_model_returns_what_the_server_embedded(caplog):
-    with LongInputServer("silent", limit=UNKNOWN_LIMIT) as server, make_client(server) as client:
-        with caplog.at_level(logging.WARNING, logger="nebula_core"):
-            result = client.embed([LONG_UNKNOWN], model=UNKNOWN)
+    with (
+        LongInputServer("silent", limit=UNKNOWN_LIMIT) as server,
+        make_client(server) as client,
+        caplog.at_level(logging.WARNING, logger="nebula_core"),
+    ):
+        result = client.embed([LONG_UNKNOWN], model=UNKNOWN)
     # Nothing says the input was cut, so the client cannot warn; the server's cut is exact.
     assert server.requests == [[LONG_UNKNOWN]]
     assert result.embeddings == [vector_for(truncate_to_tokens(KNOWN, LONG_UNKNOWN, 64))]
@@ -248,18 +262,16 @@ def test_dimensions_apply_after_averaging():
     ],
 )
 def test_dimensions_refused_for_models_that_cannot_give_them(model, dimensions, message):
-    with LongInputServer("tei") as server, make_client(server, dimensions=dimensions) as client:
-        with pytest.raises(ValueError, match=message):
-            client.embed([SHORT_A], model=model)
+    with (
+        LongInputServer("tei") as server,
+        make_client(server, dimensions=dimensions) as client,
+        pytest.raises(ValueError, match=message),
+    ):
+        client.embed([SHORT_A], model=model)
     assert server.requests == []
 
 
 def test_adapters_refuse_bad_dimensions_at_construction():
-    pytest.importorskip("langchain_core")
-    pytest.importorskip("llama_index.core")
-    from langchain_nebula import NebulaEmbeddings
-    from llama_index_nebula import NebulaEmbedding
-
     with pytest.raises(ValueError, match="is not a Matryoshka model"):
         NebulaEmbeddings(model=KNOWN, api_key=API_KEY, dimensions=256)
     with pytest.raises(ValueError, match="is not a Matryoshka model"):
