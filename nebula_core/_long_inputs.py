@@ -15,7 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from nebula_core._tokens import SPECIAL_TOKENS, count_tokens_many, is_exact
+from nebula_core._tokens import (
+    SPECIAL_TOKENS,
+    count_tokens_many,
+    is_exact,
+    too_short_to_exceed,
+)
 from nebula_core._tokens import split_to_tokens as _split
 from nebula_core._tokens import truncate_to_tokens as _truncate
 from nebula_core.errors import InputTooLongError
@@ -209,7 +214,7 @@ def _weighted_mean(vectors: Sequence[list[float]], weights: Sequence[int]) -> li
 
 def _too_long(model: str, texts: Sequence[str], limit: int) -> list[tuple[int, int]]:
     """(index, tokens) of the texts over `limit`; only texts long enough to exceed it count."""
-    candidates = [i for i, text in enumerate(texts) if len(text) + SPECIAL_TOKENS > limit]
+    candidates = [i for i, text in enumerate(texts) if not too_short_to_exceed(text, limit)]
     if not candidates:
         return []
     counts = count_tokens_many(model, [texts[i] for i in candidates])

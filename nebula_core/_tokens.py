@@ -29,6 +29,7 @@ __all__ = [
     "fits",
     "is_exact",
     "split_to_tokens",
+    "too_short_to_exceed",
     "truncate_to_tokens",
 ]
 
@@ -43,9 +44,19 @@ _DATA = Path(__file__).with_name("_data")
 # (rare words and identifiers split into short pieces); every digit, punctuation mark, CJK or
 # other non-ASCII character costs one (BPE splits digits, WordPiece splits CJK per character);
 # a line break or a run of 2+ blanks costs one (BPE keeps indentation as tokens); one blank is
-# free. The costs are placed on characters so that any prefix has its own exact estimate.
+# free; a Hangul syllable costs three (WordPiece decomposes it into its two or three jamo).
+# The costs are placed on characters so that any prefix has its own exact estimate.
 _SEGMENTS = re.compile(r"[A-Za-z]+|[ \t]+|.", re.DOTALL)
 _LETTERS_PER_TOKEN = 3
+_HANGUL_COST = 3
+
+
+_HANGUL = re.compile("[\uac00-\ud7a3]")
+
+
+def _is_hangul(char: str) -> bool:
+    return "\uac00" <= char <= "\ud7a3"
+
 
 _tokenizer_lock = threading.Lock()
 
@@ -89,7 +100,7 @@ def _char_costs(text: str) -> list[int]:
             if end - start > 1:
                 costs[start + 1] = 1
         else:
-            costs[start] = 1
+            costs[start] = _HANGUL_COST if _is_hangul(first) else 1
     return costs
 
 
@@ -104,7 +115,7 @@ def estimate_tokens(text: str) -> int:
         elif first in " \t":
             total += end - start > 1
         else:
-            total += 1
+            total += _HANGUL_COST if _is_hangul(first) else 1
     return total
 
 
@@ -124,10 +135,18 @@ def count_tokens_many(model: str, texts: Sequence[str]) -> list[int]:
     return [len(encoding.ids) for encoding in tokenizer.encode_batch(list(texts))]
 
 
+def too_short_to_exceed(text: str, limit: int) -> bool:
+    """True when `text` certainly fits `limit` without counting: every token covers at least one
+    character, except the jamo a Hangul syllable breaks into (at most three per syllable)."""
+    size = len(text) + SPECIAL_TOKENS
+    if size > limit:
+        return False
+    return 3 * len(text) + SPECIAL_TOKENS <= limit or not _HANGUL.search(text)
+
+
 def fits(model: str, text: str, limit: int) -> bool:
     """Whether `text` is within `limit` tokens; cheap for texts too short to exceed it."""
-    # Every token covers at least one character, so a text this short cannot exceed the limit.
-    return len(text) + SPECIAL_TOKENS <= limit or count_tokens(model, text) <= limit
+    return too_short_to_exceed(text, limit) or count_tokens(model, text) <= limit
 
 
 def _content_budget(limit: int) -> int:
