@@ -41,10 +41,11 @@ __all__ = [
 LongInputPolicy = Literal["truncate", "average", "error"]
 
 #: The number a server names when it refuses an over-long input: TEI ("inputs must have less
-#: than 512 tokens") and vLLM / OpenAI ("maximum context length is 512 tokens").
+#: than 512 tokens"), vLLM / OpenAI ("maximum context length is 512 tokens") and our emulator
+#: ("the context length is 512 tokens").
 _LIMIT_MESSAGES = (
     re.compile(r"must have less than (\d+) tokens", re.IGNORECASE),
-    re.compile(r"maximum context length is (\d+) tokens", re.IGNORECASE),
+    re.compile(r"context length is (\d+) tokens", re.IGNORECASE),
 )
 
 #: At most this many positions are spelled out in one warning or error message.

@@ -99,6 +99,8 @@ def test_limit_is_read_from_tei_and_vllm_messages():
     vllm = "This model's maximum context length is 8192 tokens. However, you requested 9000"
     assert limit_from_message(tei) == 512
     assert limit_from_message(vllm) == 8192
+    emulator = "input 0 too long for x: 900 tokens, but the context length is 512 tokens."
+    assert limit_from_message(emulator) == 512
     assert limit_from_message("<html>413 Request Entity Too Large</html>") is None
     assert limit_from_message(None) is None
 
