@@ -18,6 +18,7 @@ from typing import Literal, get_args
 from nebula_core._tokens import (
     SPECIAL_TOKENS,
     count_tokens_many,
+    count_tokens_up_to,
     is_exact,
     too_short_to_exceed,
 )
@@ -30,9 +31,11 @@ __all__ = [
     "LongInputPlan",
     "LongInputPolicy",
     "LongInputSettings",
+    "Overlong",
     "check_policy",
     "effective_limit",
     "limit_from_message",
+    "over_limit",
     "plan_long_inputs",
     "token_ranges",
     "too_long_error",
@@ -136,8 +139,15 @@ def token_ranges(
     return ranges
 
 
-def _positions_text(items: Sequence[tuple[int, int]], unit: str) -> str:
-    named = ", ".join(f"{position} ({tokens:,} {unit})" for position, tokens in items[:_NAMED])
+Overlong = tuple[int, int, bool]
+"""(position, tokens, exact): an input over the limit; exact=False means "more than tokens"."""
+
+
+def _positions_text(items: Sequence[Overlong], unit: str) -> str:
+    named = ", ".join(
+        f"{position} ({'' if exact else 'more than '}{tokens:,} {unit})"
+        for position, tokens, exact in items[:_NAMED]
+    )
     more = len(items) - _NAMED
     return named + (f" and {more} more" if more > 0 else "")
 
@@ -157,14 +167,14 @@ class LongInputPlan:
     texts: list[str]
     owners: list[int] | None = None
     weights: list[int] | None = None
-    cuts: list[tuple[int, int]] = field(default_factory=list)
+    cuts: list[Overlong] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def owner(self, index: int) -> int:
         """The input position that sent text `index` belongs to."""
         return index if self.owners is None else self.owners[index]
 
-    def note_cuts(self, cuts: Sequence[tuple[int, int]], limit: int) -> None:
+    def note_cuts(self, cuts: Sequence[Overlong], limit: int) -> None:
         """Record truncations made after planning (a limit learned mid-call)."""
         with self._lock:
             self.cuts.extend(cuts)
@@ -213,18 +223,28 @@ def _weighted_mean(vectors: Sequence[list[float]], weights: Sequence[int]) -> li
     return [x / norm for x in mean] if norm > 0 else mean
 
 
-def _too_long(model: str, texts: Sequence[str], limit: int) -> list[tuple[int, int]]:
-    """(index, tokens) of the texts over `limit`; only texts long enough to exceed it count."""
+def over_limit(model: str, texts: Sequence[str], limit: int) -> list[Overlong]:
+    """(index, tokens, exact) of the texts over `limit`; only texts long enough to exceed it
+    are counted, and a huge one only as far as needed."""
     candidates = [i for i, text in enumerate(texts) if not too_short_to_exceed(text, limit)]
     if not candidates:
         return []
-    counts = count_tokens_many(model, [texts[i] for i in candidates])
-    return [(i, c) for i, c in zip(candidates, counts, strict=True) if c > limit]
+    huge = 16 * limit  # characters: past this, count a head instead of the whole text
+    small = [i for i in candidates if len(texts[i]) <= huge]
+    counts = dict(zip(small, count_tokens_many(model, [texts[i] for i in small]), strict=True))
+    found: list[Overlong] = []
+    for i in candidates:
+        tokens, exact = (
+            (counts[i], True) if i in counts else count_tokens_up_to(model, texts[i], limit)
+        )
+        if tokens > limit:
+            found.append((i, tokens, exact))
+    return found
 
 
 def too_long_error(
     model: str,
-    offenders: Sequence[tuple[int, int]],
+    offenders: Sequence[Overlong],
     limit: int,
     *,
     status_code: int | None = None,
@@ -236,7 +256,7 @@ def too_long_error(
         f"{len(offenders)} input(s) exceed the {limit}-token limit of {model}: position "
         f"({unit}) {_positions_text(offenders, 'tokens')}. Shorten or split them, or pass "
         'on_long_input="truncate" or "average".',
-        positions=[position for position, _ in offenders],
+        positions=[position for position, _, _ in offenders],
         limit=limit,
         status_code=status_code,
         server_message=server_message,
@@ -257,7 +277,7 @@ def plan_long_inputs(
     """
     if limit is None:
         return LongInputPlan(model, policy, limit, texts)
-    long_inputs = _too_long(model, texts, limit)
+    long_inputs = over_limit(model, texts, limit)
     where = list(range(len(texts))) if positions is None else list(positions)
     if not long_inputs:
         plan = LongInputPlan(model, policy, limit, texts)
@@ -265,17 +285,17 @@ def plan_long_inputs(
             plan.owners, plan.weights = where, [1] * len(texts)
         return plan
     if policy == "error":
-        raise too_long_error(model, [(where[i], tokens) for i, tokens in long_inputs], limit)
+        raise too_long_error(model, [(where[i], n, exact) for i, n, exact in long_inputs], limit)
     if policy == "truncate":
         sent = list(texts)
-        for i, _ in long_inputs:
+        for i, _, _ in long_inputs:
             sent[i] = _truncate(model, texts[i], limit)
         plan = LongInputPlan(model, policy, limit, sent)
-        plan.cuts = [(where[i], tokens) for i, tokens in long_inputs]
+        plan.cuts = [(where[i], n, exact) for i, n, exact in long_inputs]
         if positions is not None:
             plan.owners, plan.weights = where, [1] * len(texts)
         return plan
-    splits = {i: _split(model, texts[i], limit) for i, _ in long_inputs}
+    splits = {i: _split(model, texts[i], limit) for i, _, _ in long_inputs}
     sent, owners, weights = [], [], []
     for i, text in enumerate(texts):
         pieces = splits.get(i, [text])

@@ -25,6 +25,7 @@ __all__ = [
     "SPECIAL_TOKENS",
     "count_tokens",
     "count_tokens_many",
+    "count_tokens_up_to",
     "estimate_tokens",
     "fits",
     "is_exact",
@@ -127,6 +128,47 @@ def count_tokens(model: str, text: str) -> int:
     return len(tokenizer.encode(text).ids)
 
 
+def _head_encoding(tokenizer: Any, text: str, budget: int) -> tuple[Any, bool]:
+    """The encoding (no specials) of `text`, or only of a head of it that ends at a blank and
+    holds more than `budget` tokens; the flag says whether it is the whole text.
+
+    WordPiece reads each blank-separated word on its own, so a head cut at a blank has exactly
+    the leading tokens of the whole text; a megabyte input costs a window, not seconds.
+    """
+    window = max(256, budget * 8)
+    while window < len(text):
+        cut = max(text.rfind(" ", 0, window), text.rfind("\n", 0, window))
+        if cut > 0:
+            encoding = tokenizer.encode(text[:cut], add_special_tokens=False)
+            if len(encoding.ids) > budget:
+                return encoding, False
+        window *= 4
+    return tokenizer.encode(text, add_special_tokens=False), True
+
+
+def _estimated_head(text: str, limit: int) -> str:
+    """A head of `text` whose estimate exceeds `limit`, or all of it. Costs sit on characters
+    and never depend on what follows, so the head's costs are those of the whole text."""
+    window = max(256, limit * 4)
+    while window < len(text):
+        if estimate_tokens(text[:window]) > limit:
+            return text[:window]
+        window *= 4
+    return text
+
+
+def count_tokens_up_to(model: str, text: str, limit: int) -> tuple[int, bool]:
+    """(tokens, exact): the exact count when it is within a few windows of `limit`, else a
+    count of a head only, already over `limit` (exact=False: the text has more)."""
+    tokenizer = _tokenizer(model)
+    if tokenizer is None:
+        # The estimate of a head is a lower bound of the whole text's estimate.
+        head = _estimated_head(text, limit)
+        return estimate_tokens(head), len(head) == len(text)
+    encoding, whole = _head_encoding(tokenizer, text, limit)
+    return len(encoding.ids) + SPECIAL_TOKENS, whole
+
+
 def count_tokens_many(model: str, texts: Sequence[str]) -> list[int]:
     """`count_tokens` for many texts at once (the Rust tokenizer encodes them in parallel)."""
     tokenizer = _tokenizer(model)
@@ -195,13 +237,18 @@ def _exact_boundaries(tokenizer: Any, text: str, budget: int) -> list[tuple[int,
 
 def truncate_to_tokens(model: str, text: str, limit: int) -> str:
     """The longest prefix of `text` within `limit` tokens, cut on a token boundary."""
-    if fits(model, text, limit):
+    if too_short_to_exceed(text, limit):
         return text
     budget = _content_budget(limit)
     tokenizer = _tokenizer(model)
     if tokenizer is None:
-        return text[: _estimated_prefix_end(text, _cumulative_costs(text), 0, budget)]
-    encoding = tokenizer.encode(text, add_special_tokens=False)
+        head = _estimated_head(text, limit)
+        if len(head) == len(text) and estimate_tokens(text) <= limit:
+            return text
+        return text[: _estimated_prefix_end(head, _cumulative_costs(head), 0, budget)]
+    encoding, _ = _head_encoding(tokenizer, text, budget)
+    if len(encoding.ids) <= budget:
+        return text
     prefix = text[: encoding.offsets[budget - 1][1]]
     while count_tokens(model, prefix) > limit and budget > 1:  # pragma: no cover - defensive
         budget -= 1

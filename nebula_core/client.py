@@ -19,6 +19,7 @@ from nebula_core._long_inputs import (
     LongInputSettings,
     effective_limit,
     limit_from_message,
+    over_limit,
     plan_long_inputs,
     token_ranges,
     too_long_error,
@@ -28,7 +29,7 @@ from nebula_core._retry import Cancelled, run_with_retries, should_retry
 from nebula_core._tokens import count_tokens_many
 from nebula_core._transport import Transport
 from nebula_core._validation import validate_texts
-from nebula_core.errors import BadRequestError, InputTooLongError, NebulaError
+from nebula_core.errors import BadRequestError, NebulaError
 from nebula_core.models import DEFAULT_MODEL, check_dimensions, reduce_dimensions
 
 __all__ = ["ClientStats", "EmbeddingResult", "NebulaClient", "ProgressCallback"]
@@ -398,8 +399,8 @@ class NebulaClient:
                 self._learned_limits[job.model] = limit if known is None else min(known, limit)
             if policy == "error":
                 # Name every input of the call that the limit rules out, not just this batch.
-                offenders = _offenders(job, limit) or [
-                    (job.plan.owner(p), 0) for p in range(start, end)
+                offenders = over_limit(job.model, job.texts, limit) or [
+                    (job.plan.owner(p), limit, False) for p in range(start, end)
                 ]
                 raise too_long_error(
                     job.model,
@@ -426,7 +427,7 @@ class NebulaClient:
                     raise
                 limit, error = min(named, limit * 3 // 4), again
                 continue
-            job.plan.note_cuts([(job.plan.owner(p), t) for p, t in sub.cuts], limit)
+            job.plan.note_cuts([(job.plan.owner(p), n, x) for p, n, x in sub.cuts], limit)
             job.store(start, sub.combine(vectors), usage)
             return
         raise error
@@ -478,16 +479,6 @@ class NebulaClient:
 
 def _where(start: int, end: int) -> str:
     return f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
-
-
-def _offenders(job: Job, limit: int) -> list[tuple[int, int]]:
-    """(position, tokens) of every input of `job` over `limit` (texts are the inputs here)."""
-    try:
-        plan_long_inputs(job.texts, job.model, "error", limit)
-    except InputTooLongError as error:
-        counts = count_tokens_many(job.model, [job.texts[p] for p in error.positions])
-        return list(zip(error.positions, counts, strict=True))
-    return []
 
 
 def _first_error(

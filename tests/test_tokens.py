@@ -144,3 +144,13 @@ def test_dimensions_are_checked_against_the_catalogue():
     with pytest.raises(ValueError, match="not a Matryoshka model"):
         check_dimensions("BAAI/bge-large-en-v1.5", 512)
     assert reduce_dimensions([[3.0, 4.0, 12.0]], 2) == [[0.6, 0.8]]
+
+
+@pytest.mark.parametrize("model", [BERT, UNKNOWN])
+def test_a_huge_input_is_cut_from_a_head_and_reported_as_more_than(model):
+    text = "word " * 200_000
+    plan = plan_long_inputs([text], model, "truncate", 512)
+    assert text.startswith(plan.texts[0]) and count_tokens(model, plan.texts[0]) <= 512
+    assert count_tokens(model, plan.texts[0]) >= 400
+    warning = plan.warning()
+    assert warning is not None and "0 (more than " in warning
