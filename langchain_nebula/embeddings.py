@@ -6,6 +6,8 @@ query instructions are the core's, shared with the LlamaIndex adapter.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from langchain_core.embeddings import Embeddings
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
@@ -169,6 +171,15 @@ class NebulaEmbeddings(BaseModel, Embeddings):
 
     deadline: float | None = None
     """Overall seconds one embed call may take, retries and backoff included."""
+
+    on_long_input: Literal["truncate", "average", "error"] = "truncate"
+    """Inputs over the model's token limit: cut (with a warning), average pieces, or raise."""
+    max_input_tokens: int | None = None
+    """Token limit per input; None uses the model catalogue's, or learns it from the service."""
+    max_tokens_per_request: int | None = None
+    """Cut batches by estimated tokens as well as by count."""
+    dimensions: int | None = None
+    """Matryoshka models only: keep the first `dimensions` values, re-normalized."""
 
     _bound: BoundClient = PrivateAttr()
 

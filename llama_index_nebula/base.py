@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal
 
 try:
     import llama_index.core.instrumentation as instrument
@@ -129,6 +129,12 @@ class NebulaEmbedding(BaseEmbedding):
     deadline: float | None = Field(
         default=None, description="Overall seconds one embed call may take, retries included."
     )
+    on_long_input: Literal["truncate", "average", "error"] = Field(
+        default="truncate", description="Over-long inputs: cut, average pieces, or raise."
+    )
+    max_input_tokens: int | None = Field(default=None, description="Token limit per input.")
+    max_tokens_per_request: int | None = Field(default=None, description="Tokens per batch.")
+    dimensions: int | None = Field(default=None, description="Matryoshka: first N values.")
 
     _bound: BoundClient | None = PrivateAttr(default=None)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nebula_core.client import NebulaClient
+from nebula_core.models import check_dimensions
 
 __all__ = ["CLIENT_OPTIONS", "BoundClient", "client_options"]
 
@@ -19,6 +20,10 @@ CLIENT_OPTIONS = (
     "deadline",
     "requests_per_minute",
     "tokens_per_minute",
+    "on_long_input",
+    "max_input_tokens",
+    "max_tokens_per_request",
+    "dimensions",
 )
 
 
@@ -27,6 +32,10 @@ def client_options(adapter: object) -> dict[str, Any]:
     options = {name: getattr(adapter, name) for name in CLIENT_OPTIONS}
     # An empty NEBULA_BASE_URL means unset, as in the core.
     options["base_url"] = options["base_url"] or None
+    # The client learns the model per call; the adapter knows it now, so refuse a bad
+    # `dimensions` at construction rather than at the first embed.
+    model = getattr(adapter, "model", None) or getattr(adapter, "model_name", None)
+    check_dimensions(model, options["dimensions"])
     return options
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from nebula_core._codec import Usage
+from nebula_core._long_inputs import LongInputPlan
 from nebula_core._retry import Cancelled
 from nebula_core.errors import DeadlineExceededError, NebulaError, ResponseFormatError
 
@@ -27,9 +28,13 @@ class Job:
         batch_size: int,
         deadline: float | None,
         on_progress: ProgressCallback | None,
+        plan: LongInputPlan | None = None,
     ) -> None:
         self.texts = texts
         self.model = model
+        # The texts as planned for the model's token limit (pieces, cut texts) and how their
+        # vectors map back to the caller's inputs.
+        self.plan = plan or LongInputPlan(model, "truncate", None, texts)
         # Placeholders that are freed one by one as vectors arrive keep the GC's allocation
         # count flat, so no collection walks the freshly parsed vectors mid-call.
         self.vectors: list[list[float]] = [[] for _ in texts]

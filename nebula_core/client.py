@@ -14,12 +14,23 @@ from typing import Any
 from nebula_core._codec import Usage, encode_request, unpack_embeddings
 from nebula_core._config import ClientConfig
 from nebula_core._job import Job, ProgressCallback
+from nebula_core._long_inputs import (
+    LongInputPolicy,
+    LongInputSettings,
+    effective_limit,
+    limit_from_message,
+    over_limit,
+    plan_long_inputs,
+    token_ranges,
+    too_long_error,
+)
 from nebula_core._ratelimit import Pacer, estimate_tokens
 from nebula_core._retry import Cancelled, run_with_retries, should_retry
+from nebula_core._tokens import count_tokens_many
 from nebula_core._transport import Transport
 from nebula_core._validation import validate_texts
 from nebula_core.errors import BadRequestError, NebulaError
-from nebula_core.models import DEFAULT_MODEL
+from nebula_core.models import DEFAULT_MODEL, check_dimensions, reduce_dimensions
 
 __all__ = ["ClientStats", "EmbeddingResult", "NebulaClient", "ProgressCallback"]
 
@@ -77,7 +88,14 @@ class NebulaClient:
         retry_base_wait: float = 0.5,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        on_long_input: LongInputPolicy = "truncate",
+        max_input_tokens: int | None = None,
+        max_tokens_per_request: int | None = None,
+        dimensions: int | None = None,
     ) -> None:
+        self._long = LongInputSettings.build(
+            on_long_input, max_input_tokens, max_tokens_per_request, dimensions
+        )
         self._config = ClientConfig.build(
             api_key=api_key,
             base_url=base_url,
@@ -102,6 +120,8 @@ class NebulaClient:
         self._transport = Transport(config)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._owner_pid = os.getpid()
+        # Token limits the service named when it refused an input, per model (unknown models).
+        self._learned_limits: dict[str, int] = {}
 
     @property
     def config(self) -> ClientConfig:
@@ -139,10 +159,11 @@ class NebulaClient:
     # -- pickling: the key and settings travel; sessions, pools and locks are rebuilt lazily --
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self._config}
+        return {"config": self._config, "long_inputs": self._long}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._config = state["config"]
+        self._long = state.get("long_inputs", LongInputSettings())
         self._init_transport()
 
     # -- transport --------------------------------------------------------------------------
@@ -286,7 +307,12 @@ class NebulaClient:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         items = validate_texts(texts)
-        return Job(items, model, batch_size, self._config.deadline, on_progress)
+        check_dimensions(model, self._long.dimensions)
+        with self._transport_lock:
+            learned = self._learned_limits.get(model)
+        limit = effective_limit(model, self._long.max_input_tokens, learned)
+        plan = plan_long_inputs(items, model, self._long.on_long_input, limit)
+        return Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan)
 
     def _submit(
         self, job: Job, ranges: list[tuple[int, int]]
@@ -294,13 +320,14 @@ class NebulaClient:
         executor = self._get_executor()
         return [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
 
-    @staticmethod
-    def _ranges(job: Job, batch_size: int) -> list[tuple[int, int]]:
+    def _ranges(self, job: Job, batch_size: int) -> list[tuple[int, int]]:
         total = len(job.texts)
+        max_tokens = self._long.max_tokens_per_request
+        if max_tokens is not None:
+            return token_ranges(count_tokens_many(job.model, job.texts), batch_size, max_tokens)
         return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
 
-    @staticmethod
-    def _finish(job: Job) -> EmbeddingResult:
+    def _finish(self, job: Job) -> EmbeddingResult:
         if job.completed != len(job.texts):
             # Unreachable unless a batch vanished without an error: never return a short
             # result whose empty placeholders could be taken for vectors.
@@ -308,7 +335,13 @@ class NebulaClient:
                 f"Only {job.completed} of {len(job.texts)} inputs were embedded and no error "
                 "said why; nothing is returned. Please report this as a bug."
             )
-        return EmbeddingResult(job.vectors, job.usage, job.model, job.requests, job.retries)
+        vectors = job.plan.combine(job.vectors)
+        warning = job.plan.warning()
+        if warning is not None:
+            logger.warning("%s", warning)
+        if self._long.dimensions is not None:
+            vectors = reduce_dimensions(vectors, self._long.dimensions)
+        return EmbeddingResult(vectors, job.usage, job.model, job.requests, job.retries)
 
     def _embed_range(self, job: Job, start: int, end: int) -> None:
         """Embed texts[start:end], splitting further whenever the service answers 413."""
@@ -318,6 +351,11 @@ class NebulaClient:
             try:
                 vectors, usage = self._send_batch(job, position, position + size)
             except BadRequestError as error:
+                if limit_from_message(error.server_message) is not None:
+                    # Too long for the model, not too big a batch: the batch size stays.
+                    self._embed_refused_range(job, position, position + size, error)
+                    position += size
+                    continue
                 if error.status_code != 413:
                     raise
                 if size == 1:
@@ -341,9 +379,65 @@ class NebulaClient:
             job.store(position, vectors, usage)
             position += size
 
+    def _embed_refused_input(self, job: Job, position: int, error: BadRequestError) -> None:
+        """The service refused job.texts[position] as too long: see `_embed_refused_range`."""
+        self._embed_refused_range(job, position, position + 1, error)
+
+    def _embed_refused_range(self, job: Job, start: int, end: int, error: BadRequestError) -> None:
+        """The service refused job.texts[start:end] naming a token limit: remember the limit
+        for this model, re-plan these inputs under `on_long_input`, and send them again.
+
+        Raises `error` when it names no limit, and `InputTooLongError` under the "error" policy.
+        """
+        limit = limit_from_message(error.server_message)
+        if limit is None:
+            raise error
+        policy = self._long.on_long_input
+        for _ in range(4):
+            with self._transport_lock:
+                known = self._learned_limits.get(job.model)
+                self._learned_limits[job.model] = limit if known is None else min(known, limit)
+            if policy == "error":
+                # Name every input of the call that the limit rules out, not just this batch.
+                offenders = over_limit(job.model, job.texts, limit) or [
+                    (job.plan.owner(p), limit, False) for p in range(start, end)
+                ]
+                raise too_long_error(
+                    job.model,
+                    offenders,
+                    limit,
+                    status_code=error.status_code,
+                    server_message=error.server_message,
+                ) from None
+            texts = job.texts[start:end]
+            sub = plan_long_inputs(texts, job.model, policy, limit, range(start, end))
+            try:
+                vectors: list[list[float]] = []
+                usage = Usage()
+                for first in range(0, len(sub.texts), job.batch_cap):
+                    part = sub.texts[first : first + job.batch_cap]
+                    got, spent = self._send_texts(job, part, _where(start, end))
+                    vectors.extend(got)
+                    usage = usage + spent
+            except BadRequestError as again:
+                # Our estimate let a piece through that the service still counts as too long:
+                # plan again with a limit a quarter lower (an exact count never gets here).
+                named = limit_from_message(again.server_message)
+                if named is None:
+                    raise
+                limit, error = min(named, limit * 3 // 4), again
+                continue
+            job.plan.note_cuts([(job.plan.owner(p), n, x) for p, n, x in sub.cuts], limit)
+            job.store(start, sub.combine(vectors), usage)
+            return
+        raise error
+
     def _send_batch(self, job: Job, start: int, end: int) -> tuple[list[list[float]], Usage]:
-        batch = job.texts[start:end]
-        where = f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
+        return self._send_texts(job, job.texts[start:end], _where(start, end))
+
+    def _send_texts(
+        self, job: Job, batch: list[str], where: str
+    ) -> tuple[list[list[float]], Usage]:
         body = encode_request(job.model, batch)
         estimated = estimate_tokens(batch) if self._pacer.active else 0
 
@@ -360,7 +454,7 @@ class NebulaClient:
             job.count_request()
             self._check_fork()
             answer = self._transport.post(body, timeout, where)
-            vectors, usage = unpack_embeddings(answer.content, end - start)
+            vectors, usage = unpack_embeddings(answer.content, len(batch))
             self._pacer.settle(estimated, usage.total_tokens)
             return vectors, usage
 
@@ -381,6 +475,10 @@ class NebulaClient:
             if job.deadline_at is not None and should_retry(error) and stopped_early:
                 raise job.deadline_error(error) from None
             raise
+
+
+def _where(start: int, end: int) -> str:
+    return f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
 
 
 def _first_error(

@@ -9,6 +9,7 @@
     ├── APIStatusError               the service answered with an error status
     │   ├── AuthenticationError      401/403: the key is missing, wrong or expired
     │   ├── BadRequestError          400/404/413/422 and other 4xx: the request itself is wrong
+    │   │   └── InputTooLongError    inputs over the model's token limit with on_long_input="error"
     │   ├── RateLimitError           429 still returned after every retry
     │   │   └── QuotaExceededError   402, or a 429 saying the quota or balance is used up
     │   └── ServerError              5xx (or 425) still returned after every retry
@@ -32,6 +33,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "DeadlineExceededError",
+    "InputTooLongError",
     "NebulaError",
     "QuotaExceededError",
     "RateLimitError",
@@ -121,6 +123,27 @@ class AuthenticationError(APIStatusError):
 
 class BadRequestError(APIStatusError):
     """400/404/413/422: the service refused this request as it stands; retrying will not help."""
+
+
+class InputTooLongError(BadRequestError):
+    """Inputs exceed the model's token limit and `on_long_input="error"` forbids cutting them.
+
+    `positions` lists every offending input (raised before any request when the limit is
+    known); `limit` is the model's limit in tokens.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        positions: list[int],
+        limit: int,
+        status_code: int | None = None,
+        server_message: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, server_message=server_message)
+        self.positions = positions
+        self.limit = limit
 
 
 class RateLimitError(APIStatusError):
