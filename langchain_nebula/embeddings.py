@@ -6,7 +6,7 @@ query instructions are the core's, shared with the LlamaIndex adapter.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.utils import from_env, secret_from_env
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 from typing_extensions import Self
 
 from nebula_core._adapters import BoundClient, client_options
+from nebula_core._migration import LANGCHAIN_NAMES, from_openai_names
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -72,6 +73,13 @@ class NebulaEmbeddings(BaseModel, Embeddings):
             Client-side pacing to stay inside your account tier's limits.
         deadline: float | None
             Overall seconds one embed call may take, retries included.
+
+    Migrating from `OpenAIEmbeddings`:
+        Its argument names work here too: `chunk_size` (`batch_size`), `show_progress_bar`,
+        `request_timeout`, `openai_api_key`, `openai_api_base`, `embedding_ctx_length`
+        (`max_input_tokens`) and `check_embedding_ctx_length` (`on_long_input`). Its
+        arguments that NebulaBlock cannot honour raise `ConfigurationError` naming the
+        replacement. The table is in docs/migration.md.
 
     Instantiate:
         ```python
@@ -182,6 +190,13 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     """Matryoshka models only: keep the first `dimensions` values, re-normalized."""
 
     _bound: BoundClient = PrivateAttr()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _openai_names(cls, data: Any) -> Any:
+        # OpenAIEmbeddings' names (chunk_size, request_timeout, ...) become ours; the ones we
+        # cannot honour raise with the replacement. See docs/migration.md.
+        return from_openai_names(data, LANGCHAIN_NAMES, cls.__name__, "OpenAIEmbeddings")
 
     @model_validator(mode="after")
     def _build_client(self) -> Self:
