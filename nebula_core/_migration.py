@@ -147,7 +147,7 @@ def from_openai_names(
         if isinstance(entry, Refused):
             if not _is_harmless(value, entry.harmless):
                 raise ConfigurationError(
-                    f"{owner} does not take {origin}'s {name}: {entry.why}."
+                    f"{owner} does not take {name} (from {origin}): {entry.why}."
                 )
             continue
         if value is None:
