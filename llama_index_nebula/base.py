@@ -38,8 +38,8 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
 from typing_extensions import Self
 
 from nebula_core._adapters import BoundClient, client_options
-from nebula_core._migration import LLAMA_INDEX_NAMES, from_openai_names
 from nebula_core._job import ProgressCallback
+from nebula_core._migration import LLAMA_INDEX_NAMES, from_openai_names
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction

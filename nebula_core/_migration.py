@@ -155,8 +155,8 @@ def from_openai_names(
         ours = entry.convert(value) if entry.convert else value
         if result.get(entry.ours) is not None and result[entry.ours] != ours:
             raise ConfigurationError(
-                f"{owner} got both {name} and {entry.ours} with different values; {name} is "
-                f"{origin}'s name for {entry.ours}: pass only one of them."
+                f"{owner} got both {name} and {entry.ours} with different values; {origin} "
+                f"calls {entry.ours} {name}: pass only one of them."
             )
         result[entry.ours] = ours
         implied.update(entry.implies)
