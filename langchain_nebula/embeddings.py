@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 from typing_extensions import Self
 
 from nebula_core._adapters import BoundClient, client_options
-from nebula_core._migration import LANGCHAIN_NAMES, from_openai_names
+from nebula_core._migration import LANGCHAIN_NAMES, add_openai_attributes, from_openai_names
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -249,3 +249,7 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     async def aembed_query(self, text: str) -> list[float]:
         """`embed_query` without blocking the event loop."""
         return (await self.client.aembed(self._queries([text]), self.model)).embeddings[0]
+
+
+# `embeddings.chunk_size` and the other plain renames read and write our fields.
+add_openai_attributes(NebulaEmbeddings, LANGCHAIN_NAMES)

@@ -39,7 +39,7 @@ from typing_extensions import Self
 
 from nebula_core._adapters import BoundClient, client_options
 from nebula_core._job import ProgressCallback
-from nebula_core._migration import LLAMA_INDEX_NAMES, from_openai_names
+from nebula_core._migration import LLAMA_INDEX_NAMES, add_openai_attributes, from_openai_names
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -324,3 +324,7 @@ class NebulaEmbedding(BaseEmbedding):
             finally:
                 _ON_PROGRESS.reset(token)
             advance(total - done[0])
+
+
+# `embeddings.api_base` and the other plain renames read and write our fields.
+add_openai_attributes(NebulaEmbedding, LLAMA_INDEX_NAMES)

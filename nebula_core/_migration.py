@@ -17,7 +17,14 @@ from typing import Any
 
 from nebula_core.errors import ConfigurationError
 
-__all__ = ["LANGCHAIN_NAMES", "LLAMA_INDEX_NAMES", "Refused", "Renamed", "from_openai_names"]
+__all__ = [
+    "LANGCHAIN_NAMES",
+    "LLAMA_INDEX_NAMES",
+    "Refused",
+    "Renamed",
+    "add_openai_attributes",
+    "from_openai_names",
+]
 
 
 @dataclass(frozen=True)
@@ -164,3 +171,29 @@ def from_openai_names(
         if result.get(name) is None:
             result[name] = value
     return result
+
+
+def _alias(ours: str) -> property:
+    def get(self: object) -> Any:
+        return getattr(self, ours)
+
+    def set_(self: object, value: Any) -> None:
+        setattr(self, ours, value)  # validated and applied as an assignment to our field
+
+    return property(get, set_, doc=f"The OpenAI integration's name for `{ours}`.")
+
+
+def add_openai_attributes(cls: type, names: Mapping[str, Renamed | Refused]) -> None:
+    """Let code that reads or sets `embeddings.chunk_size` keep working.
+
+    Only plain renames get an attribute; a converted one (`check_embedding_ctx_length`) or
+    one that implies other settings (`embedding_ctx_length`) would not read back as written,
+    so those are constructor arguments only.
+    """
+    for name, entry in names.items():
+        if isinstance(entry, Renamed) and entry.convert is None and not entry.implies:
+            # Never over a field of the class (pydantic fields are not class attributes):
+            # LlamaIndex's own `num_workers` field stays a field.
+            fields = getattr(cls, "model_fields", {})
+            if name not in fields and not hasattr(cls, name):
+                setattr(cls, name, _alias(entry.ours))

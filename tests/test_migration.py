@@ -77,6 +77,22 @@ def test_openai_key_and_base_url_names_reach_the_client(emu):
     assert embeddings.client.stats.requests == 1
 
 
+def test_plain_renames_read_and_write_our_fields_as_attributes(emu):
+    embeddings = lc(emu, chunk_size=3, request_timeout=5)
+    assert (embeddings.chunk_size, embeddings.request_timeout) == (3, 5.0)
+    assert embeddings.openai_api_base == emu.base_url
+
+    embeddings.chunk_size = 2
+    embeddings.embed_documents(SEVEN[:4])
+
+    assert embeddings.batch_size == 2
+    assert [len(b) for b in batches(emu)] == [2, 2]
+    with pytest.raises(ValidationError, match="batch_size\n  Input should be greater than"):
+        embeddings.chunk_size = 0
+    assert not hasattr(NebulaEmbeddings, "check_embedding_ctx_length")
+    assert not hasattr(NebulaEmbeddings, "embedding_ctx_length")
+
+
 def test_show_progress_bar_draws_the_bar(emu, capsys):
     embeddings = lc(emu, show_progress_bar=True, chunk_size=3)
 
@@ -296,6 +312,17 @@ def test_api_base_and_embed_batch_size(emu):
     assert vectors == [emu.embedding(t) for t in SEVEN]
 
 
+def test_api_base_attribute_reads_and_moves_the_base_url(emu):
+    embed_model = li(emu)
+    assert embed_model.api_base == emu.base_url
+
+    with NebulaEmulator(api_key=emu.api_key) as other:
+        embed_model.api_base = other.base_url
+        embed_model.get_text_embedding("hello")
+        assert len(other.embeddings_requests) == 1
+    assert emu.embeddings_requests == []
+
+
 def test_model_is_the_model_name(emu):
     embed_model = li(emu, model="BAAI/bge-large-en-v1.5")
 
@@ -347,6 +374,7 @@ async def test_num_workers_bounds_requests_in_flight(asynchronous):
             vectors = embed_model.get_text_embedding_batch(texts)
 
     assert embed_model.max_concurrency == 3
+    assert embed_model.num_workers is None  # consumed: one setting, read as max_concurrency
     assert embed_model.client.config.max_concurrency == 3
     assert vectors == [[0.6, 0.8]] * 6
     assert server.peak == 3
