@@ -9,9 +9,21 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
-from nebula_core._codec import Usage, encode_request, unpack_embeddings
+from nebula_core._codec import (
+    OUTPUTS,
+    DecodedBatch,
+    EncodingChoice,
+    EncodingFormat,
+    Output,
+    Usage,
+    base64_refused_error,
+    decode_embeddings,
+    encode_request,
+    names_encoding_format,
+    require_numpy,
+)
 from nebula_core._config import ClientConfig
 from nebula_core._job import Job, ProgressCallback
 from nebula_core._ratelimit import Pacer, estimate_tokens
@@ -19,18 +31,29 @@ from nebula_core._retry import Cancelled, run_with_retries, should_retry
 from nebula_core._transport import Transport
 from nebula_core._validation import validate_texts
 from nebula_core.errors import BadRequestError, NebulaError
-from nebula_core.models import DEFAULT_MODEL
+from nebula_core.models import DEFAULT_MODEL, model_info
+
+if TYPE_CHECKING:
+    from nebula_core._codec import FloatArray
 
 __all__ = ["ClientStats", "EmbeddingResult", "NebulaClient", "ProgressCallback"]
 
 logger = logging.getLogger("nebula_core")
 
 
-@dataclass(frozen=True)
-class EmbeddingResult:
-    """The vectors of one `embed` call, in input order, and what producing them cost."""
+_Vectors = TypeVar("_Vectors")
 
-    embeddings: list[list[float]]
+
+@dataclass(frozen=True)
+class EmbeddingResult(Generic[_Vectors]):
+    """The vectors of one `embed` call, in input order, and what producing them cost.
+
+    `embeddings` is a `list[list[float]]` (`output="list"`, the default) or a float32
+    `numpy.ndarray` of shape (N, D) (`output="numpy"`); type checkers see which from the
+    `output` argument.
+    """
+
+    embeddings: _Vectors
     usage: Usage
     model: str
     requests: int
@@ -77,6 +100,7 @@ class NebulaClient:
         retry_base_wait: float = 0.5,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        encoding_format: EncodingFormat = "auto",
     ) -> None:
         self._config = ClientConfig.build(
             api_key=api_key,
@@ -90,6 +114,7 @@ class NebulaClient:
             deadline=deadline,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
+            encoding_format=encoding_format,
         )
         self._init_transport()
 
@@ -97,6 +122,7 @@ class NebulaClient:
         """State that must not cross a pickle or a fork: pools, locks, pacing and counters."""
         config = self._config
         self._pacer = Pacer(config.requests_per_minute, config.tokens_per_minute)
+        self._encoding = EncodingChoice(config.encoding_format)
         self._stats = ClientStats()
         self._transport_lock = threading.Lock()
         self._transport = Transport(config)
@@ -184,6 +210,28 @@ class NebulaClient:
 
     # -- public API -------------------------------------------------------------------------
 
+    @overload
+    def embed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["list"] = ...,
+    ) -> EmbeddingResult[list[list[float]]]: ...
+
+    @overload
+    def embed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["numpy"],
+    ) -> EmbeddingResult[FloatArray]: ...
+
     def embed(
         self,
         texts: Sequence[str],
@@ -191,13 +239,16 @@ class NebulaClient:
         batch_size: int = 64,
         *,
         on_progress: ProgressCallback | None = None,
-    ) -> EmbeddingResult:
+        output: Output = "list",
+    ) -> EmbeddingResult[Any]:
         """Embed `texts` in order: `result.embeddings[i]` is the vector of `texts[i]`.
 
+        `output="numpy"` returns one float32 array of shape (N, D) instead of lists (needs the
+        `[numpy]` extra); from base64 answers it is built without any Python float.
         Invalid inputs raise `TypeError`/`ValueError` before any request; an empty list returns
         an empty result without a request.
         """
-        job = self._start_job(texts, model, batch_size, on_progress)
+        job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             self._run(job, self._ranges(job, batch_size))
         finally:
@@ -232,6 +283,28 @@ class NebulaClient:
             concurrent.futures.wait(futures)
             raise error
 
+    @overload
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["list"] = ...,
+    ) -> EmbeddingResult[list[list[float]]]: ...
+
+    @overload
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["numpy"],
+    ) -> EmbeddingResult[FloatArray]: ...
+
     async def aembed(
         self,
         texts: Sequence[str],
@@ -239,13 +312,14 @@ class NebulaClient:
         batch_size: int = 64,
         *,
         on_progress: ProgressCallback | None = None,
-    ) -> EmbeddingResult:
+        output: Output = "list",
+    ) -> EmbeddingResult[Any]:
         """`embed` for asyncio: the event loop never waits on the network.
 
         Requests run in the client's worker threads (at most `max_concurrency` at once).
         Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
         """
-        job = self._start_job(texts, model, batch_size, on_progress)
+        job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             await self._arun(job, self._ranges(job, batch_size))
         finally:
@@ -280,13 +354,18 @@ class NebulaClient:
         model: str,
         batch_size: int,
         on_progress: ProgressCallback | None,
+        output: Output = "list",
     ) -> Job:
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be 'list' or 'numpy', got {output!r}.")
+        if output == "numpy":
+            require_numpy()  # fail before any request, not after the tokens are paid for
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty model id, got {model!r}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         items = validate_texts(texts)
-        return Job(items, model, batch_size, self._config.deadline, on_progress)
+        return Job(items, model, batch_size, self._config.deadline, on_progress, output)
 
     def _submit(
         self, job: Job, ranges: list[tuple[int, int]]
@@ -300,7 +379,7 @@ class NebulaClient:
         return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
 
     @staticmethod
-    def _finish(job: Job) -> EmbeddingResult:
+    def _finish(job: Job) -> EmbeddingResult[Any]:
         if job.completed != len(job.texts):
             # Unreachable unless a batch vanished without an error: never return a short
             # result whose empty placeholders could be taken for vectors.
@@ -308,7 +387,10 @@ class NebulaClient:
                 f"Only {job.completed} of {len(job.texts)} inputs were embedded and no error "
                 "said why; nothing is returned. Please report this as a bug."
             )
-        return EmbeddingResult(job.vectors, job.usage, job.model, job.requests, job.retries)
+        embeddings: Any = job.vectors
+        if job.output == "numpy":
+            embeddings = job.array if job.array is not None else _empty_array(job.model)
+        return EmbeddingResult(embeddings, job.usage, job.model, job.requests, job.retries)
 
     def _embed_range(self, job: Job, start: int, end: int) -> None:
         """Embed texts[start:end], splitting further whenever the service answers 413."""
@@ -316,7 +398,7 @@ class NebulaClient:
         while position < end:
             size = min(job.batch_cap, end - position)
             try:
-                vectors, usage = self._send_batch(job, position, position + size)
+                batch = self._send_batch(job, position, position + size)
             except BadRequestError as error:
                 if error.status_code != 413:
                     raise
@@ -338,16 +420,20 @@ class NebulaClient:
                     job.batch_cap,
                 )
                 continue
-            job.store(position, vectors, usage)
+            job.store(position, batch)
             position += size
 
-    def _send_batch(self, job: Job, start: int, end: int) -> tuple[list[list[float]], Usage]:
+    def _send_batch(self, job: Job, start: int, end: int) -> DecodedBatch:
         batch = job.texts[start:end]
         where = f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
-        body = encode_request(job.model, batch)
         estimated = estimate_tokens(batch) if self._pacer.active else 0
 
-        def send_once() -> tuple[list[list[float]], Usage]:
+        def post(encoding: Literal["base64", "float"], timeout: float) -> bytes:
+            job.count_request()
+            body = encode_request(job.model, batch, encoding)
+            return self._transport.post(body, timeout, where).content
+
+        def send_once() -> DecodedBatch:
             if job.cancelled.is_set():
                 raise Cancelled
             self._pacer.acquire(estimated, job.sleep)
@@ -357,12 +443,21 @@ class NebulaClient:
                 if remaining <= 0:
                     raise job.deadline_error(None)
                 timeout = min(timeout, remaining)
-            job.count_request()
             self._check_fork()
-            answer = self._transport.post(body, timeout, where)
-            vectors, usage = unpack_embeddings(answer.content, end - start)
-            self._pacer.settle(estimated, usage.total_tokens)
-            return vectors, usage
+            encoding = self._encoding.current()
+            try:
+                content = post(encoding, timeout)
+            except BadRequestError as error:
+                if self._encoding.falls_back(encoding, error):
+                    # Not a retry: the service told us what it accepts; ask again that way.
+                    content = post("float", timeout)
+                elif encoding == "base64" and names_encoding_format(error):
+                    raise base64_refused_error(error) from None
+                else:
+                    raise
+            decoded = decode_embeddings(content, end - start)
+            self._pacer.settle(estimated, decoded.usage.total_tokens)
+            return decoded
 
         try:
             return run_with_retries(
@@ -395,3 +490,11 @@ def _first_error(
 def _consume_outcome(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _empty_array(model: str) -> FloatArray:
+    """The (0, D) result of embedding nothing; D from the catalogue, else 0."""
+    np = require_numpy()
+    info = model_info(model)
+    empty: FloatArray = np.empty((0, info.dimensions if info else 0), dtype=np.float32)
+    return empty
