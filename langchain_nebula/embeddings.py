@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 from typing_extensions import Self
 
 from nebula_core._adapters import client_options
+from nebula_core._codec import EncodingFormat
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -70,6 +71,8 @@ class NebulaEmbeddings(BaseModel, Embeddings):
             Client-side pacing to stay inside your account tier's limits.
         deadline: float | None
             Overall seconds one embed call may take, retries included.
+        encoding_format: "auto" | "base64" | "float"
+            Wire encoding of the vectors. Default "auto": base64, or floats if refused.
 
     Instantiate:
         ```python
@@ -167,6 +170,11 @@ class NebulaEmbeddings(BaseModel, Embeddings):
 
     deadline: float | None = None
     """Overall seconds one embed call may take, retries and backoff included."""
+
+    encoding_format: EncodingFormat = "auto"
+    """Wire encoding: `auto` asks for base64 float32 (4x smaller, cheaper to decode) and falls
+    back to float JSON for good if the service refuses it; `float` sends exactly the documented
+    body. Vectors are returned as lists of floats either way."""
 
     _client: NebulaClient = PrivateAttr()
 

@@ -16,6 +16,7 @@ CLIENT_OPTIONS = (
     "deadline",
     "requests_per_minute",
     "tokens_per_minute",
+    "encoding_format",
 )
 
 

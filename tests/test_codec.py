@@ -4,10 +4,12 @@ that must be refused (bools, NaN, bad base64, a 2xx error object)."""
 from __future__ import annotations
 
 import math
+import os
 import struct
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,16 +88,22 @@ def test_numpy_output_of_nothing_has_the_model_width_and_sends_nothing():
 
 
 def test_an_unknown_output_is_refused_before_any_request():
-    with CodecServer("base64") as server, client_for(server) as client:
-        with pytest.raises(ValueError, match="output must be 'list' or 'numpy', got 'arrow'"):
-            client.embed(["a"], output="arrow")  # type: ignore[call-overload]
+    with (
+        CodecServer("base64") as server,
+        client_for(server) as client,
+        pytest.raises(ValueError, match="output must be 'list' or 'numpy', got 'arrow'"),
+    ):
+        client.embed(["a"], output="arrow")  # type: ignore[call-overload]
     assert server.bodies == []
 
 
 def _refused(body: bytes) -> ResponseFormatError:
-    with CodecServer("base64", script=[(200, body)]) as server, client_for(server) as client:
-        with pytest.raises(ResponseFormatError) as caught:
-            client.embed(["a", "b"])
+    with (
+        CodecServer("base64", script=[(200, body)]) as server,
+        client_for(server) as client,
+        pytest.raises(ResponseFormatError) as caught,
+    ):
+        client.embed(["a", "b"])
     assert len(server.bodies) == 1  # a body that cannot be trusted is not retried
     return caught.value
 
@@ -137,11 +145,11 @@ def test_a_2xx_error_object_keeps_the_servers_message():
     assert "an error object instead of embeddings (model overloaded, try later)" in str(error)
 
 
-def test_without_numpy_lists_still_decode_and_numpy_output_names_the_extra(tmp_path):
+def test_without_numpy_lists_still_decode_and_numpy_output_names_the_extra():
     """In a process where numpy cannot be imported: the stdlib decoder gives the same floats,
     still refuses NaN, and output="numpy" fails before any request with the extra's name."""
     script = textwrap.dedent(
-        f"""
+        """
         import math, sys
         sys.modules["numpy"] = None  # import numpy -> ImportError
         from codec_servers import API_KEY, CodecServer, b64, float32, success_body, vector
@@ -165,13 +173,14 @@ def test_without_numpy_lists_still_decode_and_numpy_output_names_the_extra(tmp_p
         print("SENT:", sent, "NUMPY LOADED:", sys.modules["numpy"] is not None)
         """
     )
-    tests_dir = str(__import__("pathlib").Path(__file__).parent)
+    tests_dir = Path(__file__).parent
+    path = os.pathsep.join([str(tests_dir), str(tests_dir.parent)])
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
         check=True,
-        env={**__import__("os").environ, "PYTHONPATH": tests_dir + ":" + sys.path[0]},
+        env={**os.environ, "PYTHONPATH": path},
         timeout=120,
     )
     assert done.stdout.splitlines() == [
