@@ -113,6 +113,12 @@ def test_booleans_are_not_a_vector():
     assert "has non-numeric values" in str(error)
 
 
+def test_the_words_true_and_false_elsewhere_in_a_body_do_not_refuse_it():
+    body = success_body([[1.0, 0.0], [0.5, 1]]).replace(b'"model":"m"', b'"model":"true-false"')
+    with CodecServer("ignore", script=[(200, body)]) as server, client_for(server) as client:
+        assert client.embed(["a", "b"]).embeddings == [[1.0, 0.0], [0.5, 1]]
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_base64_nan_or_infinity_is_refused(bad):
     error = _refused(success_body([b64([0.5, bad]), b64([0.5, 0.5])]))
