@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from codec_servers import API_KEY, DIMS, CodecServer, b64, float32, success_body, vector
 
@@ -108,8 +109,20 @@ def _refused(body: bytes) -> ResponseFormatError:
     return caught.value
 
 
-def test_booleans_are_not_a_vector():
-    error = _refused(success_body([[True, False], [1.0, 0.0]]))
+@pytest.mark.parametrize(
+    "vectors",
+    [
+        [[True, False], [1.0, 0.0]],  # the shape a broken server sends
+        [[1.0, 0.0], [0.5, True]],  # one bool among floats
+        [[1.0, 0.0], [0.5, False]],
+    ],
+)
+@pytest.mark.parametrize("with_usage", [True, False])
+def test_booleans_are_not_a_vector(vectors, with_usage):
+    body = success_body(vectors)
+    if not with_usage:
+        body = orjson.dumps({k: v for k, v in orjson.loads(body).items() if k != "usage"})
+    error = _refused(body)
     assert "has non-numeric values" in str(error)
 
 
