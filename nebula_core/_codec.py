@@ -191,7 +191,9 @@ class DecodedBatch:
         np = require_numpy()
         rows = self._rows
         if all(type(row) is bytes for row in rows):
-            out.reshape(-1)[:] = np.frombuffer(b"".join(rows), dtype="<f4")  # type: ignore[arg-type]
+            flat = np.frombuffer(b"".join(rows), dtype="<f4")  # type: ignore[arg-type]
+            # In place even when `out` is a strided view (reshape(-1) would copy then).
+            out[...] = flat.reshape(out.shape)
             return
         for i, row in enumerate(rows):
             out[i] = np.frombuffer(row, dtype="<f4") if type(row) is bytes else row
