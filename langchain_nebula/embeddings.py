@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 from typing_extensions import Self
 
 from nebula_core._adapters import BoundClient, client_options
+from nebula_core._codec import EncodingFormat
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -72,6 +73,8 @@ class NebulaEmbeddings(BaseModel, Embeddings):
             Client-side pacing to stay inside your account tier's limits.
         deadline: float | None
             Overall seconds one embed call may take, retries included.
+        encoding_format: "auto" | "base64" | "float"
+            Wire encoding of the vectors. Default "auto": base64, or floats if refused.
 
     Instantiate:
         ```python
@@ -182,6 +185,10 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     """Matryoshka models only: keep the first `dimensions` values, re-normalized."""
 
     _bound: BoundClient = PrivateAttr()
+    encoding_format: EncodingFormat = "auto"
+    """Wire encoding: `auto` asks for base64 float32 (4x smaller, cheaper to decode) and falls
+    back to float JSON for good if the service refuses it; `float` sends exactly the documented
+    body. Vectors are returned as lists of floats either way."""
 
     @model_validator(mode="after")
     def _build_client(self) -> Self:
