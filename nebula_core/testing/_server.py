@@ -9,6 +9,7 @@ and each small reply written in one send, so Nagle's algorithm and delayed ACKs 
 from __future__ import annotations
 
 import contextlib
+import select
 import selectors
 import socket
 import sys
@@ -80,6 +81,10 @@ class EmulatorServer(ThreadingHTTPServer):
         self.app = app
         self.quiet = quiet
         self.stopping = threading.Event()
+        #: Seconds a keep-alive connection may sit idle before the server closes it (None: never).
+        self.idle_timeout: float | None = None
+        self.connections_opened = 0
+        self.connections_closed_idle = 0
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._connections_lock = threading.Lock()
         self._accept_thread = threading.Thread(target=self._accept, daemon=True)
@@ -132,7 +137,12 @@ class EmulatorServer(ThreadingHTTPServer):
             if self.stopping.is_set():
                 return False
             self._connections[connection] = threading.current_thread()
+            self.connections_opened += 1
             return True
+
+    def count_idle_close(self) -> None:
+        with self._connections_lock:
+            self.connections_closed_idle += 1
 
     def untrack(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -173,6 +183,21 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self.server.untrack(self.connection)
+
+    def handle_one_request(self) -> None:
+        idle = self.server.idle_timeout
+        if idle is not None and not self._readable_within(idle):
+            # Like a server's keep-alive timeout: close quietly, between requests, with no
+            # answer. A client that reuses the socket meets a closed or reset connection.
+            self.close_connection = True
+            self.server.count_idle_close()
+            return
+        super().handle_one_request()
+
+    def _readable_within(self, seconds: float) -> bool:
+        # Clients do not pipeline, so an empty read buffer means nothing is waiting.
+        readable, _, _ = select.select([self.connection], [], [], seconds)
+        return bool(readable)
 
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:
