@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import struct
-import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 
@@ -25,7 +23,8 @@ from nebula_core.testing._endpoint import EmbeddingsEndpoint
 from nebula_core.testing._faults import Fault, FaultSchedule
 from nebula_core.testing._long_inputs import LongInputMode, LongInputPolicy
 from nebula_core.testing._ratelimit import RateLimitAlgorithm, RateLimiter
-from nebula_core.testing._server import EmulatorServer, Headers, Request
+from nebula_core.testing._recorder import RecordedRequest, Recorder
+from nebula_core.testing._server import EmulatorServer, Request
 from nebula_core.testing._service import EmbeddingsService
 from nebula_core.testing._stats import EmulatorStats, StatsCounter
 from nebula_core.testing._tokens import default_tokenizer
@@ -45,26 +44,6 @@ TRANSIENT_FAULTS: tuple[Fault, ...] = (
     Fault.drop(),
     Fault.truncate(),
 )
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the emulator saw it.
-
-    `model`/`inputs` are None when the body did not say (or for non-embeddings requests);
-    `status` is 0 when the connection was dropped without an answer; `fault` is the name of
-    the fault applied, e.g. "status:429"; `headers` ignore case, Authorization is masked;
-    `body` is the request body exactly as it came over the wire.
-    """
-
-    model: str | None
-    inputs: list[str] | None
-    status: int
-    fault: str | None
-    headers: dict[str, str]
-    path: str
-    method: str = "POST"
-    body: bytes = field(default=b"", compare=False, repr=False)  # can be megabytes
 
 
 class NebulaEmulator:
@@ -177,8 +156,7 @@ class NebulaEmulator:
         self.latency = latency
         self._idle_timeout = idle_timeout
         self._connection_base = (0, 0)
-        self._records: list[RecordedRequest] = []
-        self._records_lock = threading.Lock()
+        self._recorder = Recorder()
         self._server: EmulatorServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -288,16 +266,14 @@ class NebulaEmulator:
         server = self._server
         if server is not None:
             self._connection_base = (server.connections_opened, server.connections_closed_idle)
-        with self._records_lock:
-            self._records.clear()
+        self._recorder.clear()
 
     # -- what happened -----------------------------------------------------------------------
 
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request so far, oldest first (a copy)."""
-        with self._records_lock:
-            return list(self._records)
+        return self._recorder.requests()
 
     @property
     def embeddings_requests(self) -> list[RecordedRequest]:
@@ -374,40 +350,14 @@ class NebulaEmulator:
             reply = Reply(200, b'{"status":"ok"}')
         else:
             reply = error_reply(404, f"No route for GET {request.path}.")
-        self._record(request, reply.status, None, None, None)
+        self._recorder.record(request, reply.status, None, None, None)
         return reply
 
     def _embeddings(self, request: Request) -> Reply:
         outcome = self.endpoint.handle(request, self._running().stopping)
         reply = outcome.reply
-        self._record(request, reply.status, outcome.model, outcome.inputs, outcome.fault)
+        self._recorder.record(request, reply.status, outcome.model, outcome.inputs, outcome.fault)
         return reply
-
-    def _record(
-        self,
-        request: Request,
-        status: int,
-        model: str | None,
-        inputs: list[str] | None,
-        fault: Fault | None,
-    ) -> None:
-        # Recorded before the reply is sent, so a test sees it as soon as its call returns.
-        headers = Headers(request.headers.items())
-        if "authorization" in headers:
-            scheme = headers["authorization"].split(" ", 1)[0]
-            headers["authorization"] = "Bearer ***" if scheme.lower() == "bearer" else "***"
-        record = RecordedRequest(
-            model=model,
-            inputs=inputs,
-            status=status,
-            fault=fault.name if fault else None,
-            headers=headers,
-            path=request.path,
-            method=request.method,
-            body=request.body,
-        )
-        with self._records_lock:
-            self._records.append(record)
 
 
 def _check_choice(name: str, value: object, choices: Sequence[object]) -> None:
