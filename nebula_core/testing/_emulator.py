@@ -60,6 +60,13 @@ class NebulaEmulator:
             vectors = client.embed(["hello"]).embeddings
             assert vectors[0] == emu.embedding("hello")
             assert emu.embeddings_requests[0].fault == "status:429"
+
+    The keywords after `quiet` make it behave like a real deployment, each off by default:
+    a GPU (`capacity`, `seconds_per_*`), per-key rate limits (`requests_per_minute`,
+    `tokens_per_minute`, `rate_limit_*`), per-input token limits (`max_input_tokens`,
+    `long_input`), a proxy (`max_body_bytes`), wire formats (`honour_encoding_format`,
+    `extra_fields`, `vectors`) and keep-alive idle closes (`idle_timeout`); see
+    docs/emulator.md. `emu.stats` counts what happened.
     """
 
     def __init__(
