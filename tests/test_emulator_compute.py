@@ -99,14 +99,12 @@ def test_latency_grows_with_tokens() -> None:
 
 
 def test_round_trip_time_is_added_without_holding_a_slot() -> None:
-    with NebulaEmulator(capacity=1, seconds_per_request=0.5) as emu:
+    with NebulaEmulator(capacity=1, seconds_per_request=1.0) as emu:
         started = time.monotonic()
-        assert post(emu, ["x"]).status_code == 200
-        assert time.monotonic() - started >= 0.5
-        # The round trip holds no compute slot: all four overlap in it, and each computes in
-        # no time, so the single slot is never held by two.
         assert fire_together(emu, 4, ["x"]) == [200] * 4
-        assert emu.stats.peak_computing == 1
+        elapsed = time.monotonic() - started
+    assert elapsed >= 1.0  # every request spent its round trip...
+    assert elapsed < 3.5  # ...all at once: holding the one slot would take 4 s or more
 
 
 def test_by_default_there_is_no_compute_delay_or_capacity() -> None:

@@ -9,7 +9,6 @@ and each small reply written in one send, so Nagle's algorithm and delayed ACKs 
 from __future__ import annotations
 
 import contextlib
-import select
 import selectors
 import socket
 import sys
@@ -195,9 +194,21 @@ class _Handler(BaseHTTPRequestHandler):
         super().handle_one_request()
 
     def _readable_within(self, seconds: float) -> bool:
-        # Clients do not pipeline, so an empty read buffer means nothing is waiting.
-        readable, _, _ = select.select([self.connection], [], [], seconds)
-        return bool(readable)
+        """Whether the client sent something (or hung up) within `seconds`.
+
+        Peeks at the socket, so nothing is consumed; clients do not pipeline, so the read
+        buffer is empty between requests and the socket tells the whole story.
+        """
+        self.connection.settimeout(seconds)
+        try:
+            self.connection.recv(1, socket.MSG_PEEK)
+        except TimeoutError:
+            return False
+        except OSError:
+            return True  # reset or shut down: the normal read path reports it
+        finally:
+            self.connection.settimeout(self.timeout)
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:
