@@ -11,8 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
-from nebula_core import BadRequestError, NebulaClient, RateLimitError, ServerError
-from nebula_core._retry import should_retry
+from nebula_core import BadRequestError, NebulaClient, RateLimitError
 from nebula_core.models import DEFAULT_MODEL
 from nebula_core.testing import PROXY_FAULTS, Fault, NebulaEmulator
 
@@ -89,15 +88,6 @@ def test_nginx_html_502_and_504_pages_are_retried(
     assert [r.status for r in emu.embeddings_requests] == [502, 504, 200]
 
 
-_RETRIES_52X = should_retry(ServerError("Cloudflare 520", status_code=520))
-
-
-@pytest.mark.xfail(
-    not _RETRIES_52X,
-    reason="the client on main retries only 500/502/503/504; SPEC section 4.2 asks for 520-524 "
-    "too (fixed on the errs branch, after which this runs as a normal test)",
-    strict=True,
-)
 def test_every_proxy_fault_including_cloudflare_52x_is_retried(
     emu: NebulaEmulator, make_client: MakeClient
 ) -> None:
