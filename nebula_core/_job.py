@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from nebula_core._batching import BatchLimits
 from nebula_core._codec import Usage
 from nebula_core._retry import Cancelled
 from nebula_core.errors import DeadlineExceededError, NebulaError, ResponseFormatError
@@ -38,7 +39,7 @@ class Job:
         self.retries = 0
         self.completed = 0
         self.dimensions: int | None = None
-        self.batch_cap = batch_size
+        self.limits = BatchLimits(batch_size)
         self.deadline = deadline
         self.deadline_at = None if deadline is None else time.monotonic() + deadline
         self.cancelled = threading.Event()

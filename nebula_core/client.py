@@ -11,11 +11,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nebula_core._batching import batch_ranges, classify_413, halves, says_input_too_long
 from nebula_core._codec import Usage, encode_request, unpack_embeddings
 from nebula_core._config import ClientConfig
 from nebula_core._job import Job, ProgressCallback
 from nebula_core._ratelimit import Pacer, estimate_tokens
 from nebula_core._retry import Cancelled, run_with_retries, should_retry
+from nebula_core._scheduler import CallQueue, Scheduler
 from nebula_core._transport import Transport
 from nebula_core._validation import validate_texts
 from nebula_core.errors import BadRequestError, NebulaError
@@ -100,7 +102,7 @@ class NebulaClient:
         self._stats = ClientStats()
         self._transport_lock = threading.Lock()
         self._transport = Transport(config)
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._scheduler: Scheduler | None = None
         self._owner_pid = os.getpid()
 
     @property
@@ -153,27 +155,26 @@ class NebulaClient:
         if self._owner_pid != os.getpid():
             self._init_transport()
 
-    def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        self._check_fork()
-        executor = self._executor
-        if executor is None:
+    def _get_scheduler(self) -> Scheduler:
+        scheduler = self._scheduler
+        if scheduler is None:
             with self._transport_lock:
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self._config.max_concurrency,
-                        thread_name_prefix="nebula-embed",
-                    )
-                executor = self._executor
-        return executor
+                if self._scheduler is None:
+                    self._scheduler = Scheduler(self._config.max_concurrency)
+                scheduler = self._scheduler
+        return scheduler
 
     def close(self) -> None:
-        """Release pooled connections and worker threads; the client can still be used after."""
+        """Release pooled connections and idle worker threads; the client can still be used.
+
+        Calls running elsewhere finish with complete results: their queued batches still run
+        (on the old workers, with a fresh session), and later calls get new workers.
+        """
+        self._check_fork()
         with self._transport_lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            # Batches already queued by a call still running elsewhere finish on the old pool
-            # (a fresh session is made for them); cancelling them would leave that call short.
-            executor.shutdown(wait=False)
+            scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.close()
         self._transport.close()
 
     def __enter__(self) -> NebulaClient:
@@ -197,40 +198,46 @@ class NebulaClient:
         Invalid inputs raise `TypeError`/`ValueError` before any request; an empty list returns
         an empty result without a request.
         """
+        self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress)
         try:
-            self._run(job, self._ranges(job, batch_size))
+            self._run(job, batch_ranges(len(job.texts), batch_size))
         finally:
             self._tally(job)
         return self._finish(job)
 
     def _run(self, job: Job, ranges: list[tuple[int, int]]) -> None:
-        if len(ranges) <= 1 or self._config.max_concurrency == 1:
-            try:
-                for start, end in ranges:
-                    self._embed_range(job, start, end)
-            except BaseException:
-                job.cancelled.set()
-                raise
+        if not ranges:
             return
-
-        futures = self._submit(job, ranges)
+        queue = self._get_scheduler().open_queue()
         try:
-            done, _ = concurrent.futures.wait(
-                futures, return_when=concurrent.futures.FIRST_EXCEPTION
-            )
-        except BaseException:
-            # Ctrl-C in the caller's thread: stop sending and return at once; requests
-            # already on the wire end within `timeout` and are not waited for.
-            job.stop(futures)
-            raise
-        error = _first_error(done)
-        if error is not None:
-            # Stop the other batches, and let those on the wire finish, so that no request
-            # of this call is still running once the caller sees the error.
-            job.stop(futures)
-            concurrent.futures.wait(futures)
-            raise error
+            if len(ranges) == 1:
+                # No thread hop for a one-batch call, but it takes a slot like any batch.
+                try:
+                    queue.run_here(self._embed_range, job, *ranges[0])
+                except BaseException:
+                    job.cancelled.set()
+                    raise
+                return
+            futures = [queue.submit(self._embed_range, job, start, end) for start, end in ranges]
+            try:
+                done, _ = concurrent.futures.wait(
+                    futures, return_when=concurrent.futures.FIRST_EXCEPTION
+                )
+            except BaseException:
+                # Ctrl-C in the caller's thread: stop sending and return at once; requests
+                # already on the wire end within `timeout` and are not waited for.
+                job.stop(futures)
+                raise
+            error = _first_error(done)
+            if error is not None:
+                # Stop the other batches, and let those on the wire finish, so that no request
+                # of this call is still running once the caller sees the error.
+                job.stop(futures)
+                concurrent.futures.wait(futures)
+                raise error
+        finally:
+            queue.close()
 
     async def aembed(
         self,
@@ -245,9 +252,10 @@ class NebulaClient:
         Requests run in the client's worker threads (at most `max_concurrency` at once).
         Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
         """
+        self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress)
         try:
-            await self._arun(job, self._ranges(job, batch_size))
+            await self._arun(job, batch_ranges(len(job.texts), batch_size))
         finally:
             self._tally(job)
         return self._finish(job)
@@ -255,7 +263,16 @@ class NebulaClient:
     async def _arun(self, job: Job, ranges: list[tuple[int, int]]) -> None:
         if not ranges:
             return
-        futures = self._submit(job, ranges)
+        queue = self._get_scheduler().open_queue()
+        try:
+            await self._await_batches(job, queue, ranges)
+        finally:
+            queue.close()
+
+    async def _await_batches(
+        self, job: Job, queue: CallQueue, ranges: list[tuple[int, int]]
+    ) -> None:
+        futures = [queue.submit(self._embed_range, job, start, end) for start, end in ranges]
         awaitables = [asyncio.wrap_future(future) for future in futures]
         for awaitable in awaitables:
             # Errors are re-raised below, once; this keeps asyncio from logging the others.
@@ -288,17 +305,6 @@ class NebulaClient:
         items = validate_texts(texts)
         return Job(items, model, batch_size, self._config.deadline, on_progress)
 
-    def _submit(
-        self, job: Job, ranges: list[tuple[int, int]]
-    ) -> list[concurrent.futures.Future[None]]:
-        executor = self._get_executor()
-        return [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
-
-    @staticmethod
-    def _ranges(job: Job, batch_size: int) -> list[tuple[int, int]]:
-        total = len(job.texts)
-        return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
-
     @staticmethod
     def _finish(job: Job) -> EmbeddingResult:
         if job.completed != len(job.texts):
@@ -311,35 +317,54 @@ class NebulaClient:
         return EmbeddingResult(job.vectors, job.usage, job.model, job.requests, job.retries)
 
     def _embed_range(self, job: Job, start: int, end: int) -> None:
-        """Embed texts[start:end], splitting further whenever the service answers 413."""
-        position = start
-        while position < end:
-            size = min(job.batch_cap, end - position)
-            try:
-                vectors, usage = self._send_batch(job, position, position + size)
-            except BadRequestError as error:
-                if error.status_code != 413:
-                    raise
-                if size == 1:
-                    raise BadRequestError(
-                        f"The input at position {position} alone is too large for the service "
-                        f"(HTTP 413: {error.server_message or 'payload too large'}); shorten it "
-                        "or split it into smaller chunks.",
-                        status_code=413,
-                        server_message=error.server_message,
-                    ) from None
-                with job.lock:
-                    # Remember the smaller size so later batches do not hit the same 413.
-                    job.batch_cap = min(job.batch_cap, max(1, size // 2))
-                logger.warning(
-                    "NebulaBlock refused %d inputs in one request (HTTP 413); sending at most "
-                    "%d per request from now on.",
-                    size,
-                    job.batch_cap,
-                )
+        """Embed texts[start:end]; a batch refused as too large is split in halves, retried."""
+        pending = [(start, end)]
+        while pending:
+            low, high = pending.pop()
+            pieces = job.limits.split(job.texts, low, high)
+            if len(pieces) > 1:
+                pending.extend(reversed(pieces))
                 continue
-            job.store(position, vectors, usage)
-            position += size
+            try:
+                vectors, usage = self._send_batch(job, low, high)
+            except BadRequestError as error:
+                if not self._refused_as_too_large(job, low, high, error):
+                    raise
+                if high - low == 1:
+                    self._embed_refused_input(job, low, error)
+                else:
+                    pending.extend(reversed(halves(low, high)))
+                continue
+            job.store(low, vectors, usage)
+
+    @staticmethod
+    def _refused_as_too_large(job: Job, start: int, end: int, error: BadRequestError) -> bool:
+        """Is this a size refusal worth splitting for? Learns the call's limits from it."""
+        if error.status_code == 400:
+            # A 400 naming a token limit is about one input; others are not about size.
+            return end - start == 1 and says_input_too_long(error.server_message)
+        if error.status_code != 413:
+            return False
+        refusal = classify_413(error)
+        if job.limits.learn(refusal, job.texts[start:end]):
+            logger.warning(
+                "NebulaBlock refused %d inputs in one request (HTTP 413, %s); this call now "
+                "splits requests at least that large.",
+                end - start,
+                refusal.value.replace("_", " "),
+            )
+        return True
+
+    def _embed_refused_input(self, job: Job, position: int, error: BadRequestError) -> None:
+        """The one input at `position` was refused as too long on its own."""
+        status = error.status_code
+        raise BadRequestError(
+            f"The input at position {position} alone is too large for the service "
+            f"(HTTP {status}: {error.server_message or 'payload too large'}); shorten it "
+            "or split it into smaller chunks.",
+            status_code=status,
+            server_message=error.server_message,
+        ) from None
 
     def _send_batch(self, job: Job, start: int, end: int) -> tuple[list[list[float]], Usage]:
         batch = job.texts[start:end]
@@ -358,7 +383,6 @@ class NebulaClient:
                     raise job.deadline_error(None)
                 timeout = min(timeout, remaining)
             job.count_request()
-            self._check_fork()
             answer = self._transport.post(body, timeout, where)
             vectors, usage = unpack_embeddings(answer.content, end - start)
             self._pacer.settle(estimated, usage.total_tokens)

@@ -1,0 +1,243 @@
+"""Fair sharing of one client's request slots between the calls that run on it at once.
+
+Every call opens a `CallQueue` and submits its batches there. Whenever a slot frees, the next
+batch comes from the call with the fewest requests running (ties: the call served least
+recently), so a one-text query waits for the next free slot, not behind another call's
+hundreds of queued batches. The policy is the pure function `next_in_line`; `Scheduler` is the
+mechanism (worker threads, one condition variable) and never runs more than `limit` at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+__all__ = ["CallQueue", "QueueView", "Scheduler", "next_in_line"]
+
+T = TypeVar("T")
+
+#: A worker with nothing to do for this long exits; a busy client keeps its threads.
+IDLE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """What the policy needs to know about one call's queue."""
+
+    running: int
+    waiting: int
+    last_served: int  # dispatch tick of this queue's latest batch; -1 if never served
+
+
+def next_in_line(queues: Sequence[QueueView]) -> int | None:
+    """The index of the queue whose batch takes the next free slot, or None if none waits.
+
+    Fewest running first, so every call gets an equal share of the slots; among equals the
+    one served least recently, which makes calls of equal standing take turns.
+    """
+    best: int | None = None
+    for index, queue in enumerate(queues):
+        if queue.waiting == 0:
+            continue
+        if best is None or (queue.running, queue.last_served) < (
+            queues[best].running,
+            queues[best].last_served,
+        ):
+            best = index
+    return best
+
+
+@dataclass
+class _Task:
+    future: concurrent.futures.Future[Any]
+    fn: Callable[[], Any]
+
+
+class CallQueue:
+    """One call's batches, waiting for slots of the scheduler that opened it."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self._scheduler = scheduler
+        self.tasks: deque[_Task] = deque()
+        self.running = 0
+        self.last_served = -1
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+        """Queue `fn(*args)` for a worker; the future holds its result or error."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._scheduler._enqueue(self, _Task(future, lambda: fn(*args)))
+        return future
+
+    def run_here(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in the calling thread as soon as this call's turn comes.
+
+        Saves a thread hop for one-batch calls, yet takes a slot like any batch: the
+        client's limit and the fair share hold for it too.
+        """
+        if self._scheduler._take_slot_now(self):
+            try:
+                return fn(*args)
+            finally:
+                self._scheduler._release(self)
+        return self.submit(fn, *args).result()
+
+    def view(self) -> QueueView:
+        return QueueView(self.running, len(self.tasks), self.last_served)
+
+    def cancel(self) -> None:
+        """Drop the batches that have not started; those running finish on their own."""
+        self._scheduler._drop(self)
+
+    def close(self) -> None:
+        """The call is over: forget the queue (drops anything still queued)."""
+        self._scheduler._drop(self, forget=True)
+
+
+class Scheduler:
+    """At most `limit` batches of one client run at once, shared fairly between calls."""
+
+    def __init__(self, limit: int, *, thread_name: str = "nebula-embed") -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit!r}")
+        self._limit = limit
+        self._thread_name = thread_name
+        self._cond = threading.Condition()
+        self._queues: list[CallQueue] = []
+        self._running = 0
+        self._idle_workers = 0
+        self._workers = 0
+        self._ticks = itertools.count()
+        self._closed = False
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def running(self) -> int:
+        """Batches running right now (in workers or in callers' threads)."""
+        with self._cond:
+            return self._running
+
+    def set_limit(self, limit: int) -> None:
+        """Change how many batches may run at once; running batches are never interrupted."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit!r}")
+        with self._cond:
+            self._limit = limit
+            self._spawn_if_needed()
+            self._cond.notify_all()
+
+    def open_queue(self) -> CallQueue:
+        """A queue for one call; close it when the call ends."""
+        queue = CallQueue(self)
+        with self._cond:
+            self._queues.append(queue)
+        return queue
+
+    def close(self) -> None:
+        """Let the work already queued finish, then end the workers; new queues still work."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # -- the mechanism, all under self._cond ---------------------------------------------------
+
+    def _enqueue(self, queue: CallQueue, task: _Task) -> None:
+        with self._cond:
+            if queue not in self._queues:
+                self._queues.append(queue)
+            queue.tasks.append(task)
+            self._spawn_if_needed()
+            self._cond.notify()
+
+    def _take_slot_now(self, queue: CallQueue) -> bool:
+        """Take a slot for `queue` at once if it is free and no other call is ahead of it."""
+        with self._cond:
+            if self._running >= self._limit:
+                return False
+            if any(q.tasks for q in self._queues):
+                # Others wait too: take the slot only if this call is next in line anyway.
+                views = [q.view() for q in self._queues] + [QueueView(queue.running, 1, -2)]
+                if next_in_line(views) != len(views) - 1:
+                    return False
+            self._start(queue)
+            return True
+
+    def _start(self, queue: CallQueue) -> None:
+        self._running += 1
+        queue.running += 1
+        queue.last_served = next(self._ticks)
+
+    def _release(self, queue: CallQueue) -> None:
+        with self._cond:
+            self._running -= 1
+            queue.running -= 1
+            self._cond.notify()
+
+    def _drop(self, queue: CallQueue, *, forget: bool = False) -> None:
+        with self._cond:
+            dropped = list(queue.tasks)
+            queue.tasks.clear()
+            if forget and queue in self._queues:
+                self._queues.remove(queue)
+        for task in dropped:
+            task.future.cancel()
+
+    def _spawn_if_needed(self) -> None:
+        waiting = sum(len(q.tasks) for q in self._queues)
+        wanted = min(self._limit, self._running + waiting)
+        # Idle workers will pick the work up; start threads only for what they cannot.
+        while self._workers < wanted and self._idle_workers < waiting:
+            self._workers += 1
+            self._idle_workers += 1
+            thread = threading.Thread(
+                target=self._work, name=f"{self._thread_name}-{self._workers}", daemon=True
+            )
+            thread.start()
+
+    def _next_task(self) -> tuple[CallQueue, _Task] | None:
+        with self._cond:
+            while True:
+                if self._running < self._limit:
+                    index = next_in_line([q.view() for q in self._queues])
+                    if index is not None:
+                        queue = self._queues[index]
+                        task = queue.tasks.popleft()
+                        self._idle_workers -= 1
+                        self._start(queue)
+                        return queue, task
+                if self._closed and not any(q.tasks for q in self._queues):
+                    break
+                if not self._cond.wait(IDLE_SECONDS) and not any(q.tasks for q in self._queues):
+                    break
+            self._idle_workers -= 1
+            self._workers -= 1
+            return None
+
+    def _work(self) -> None:
+        while True:
+            picked = self._next_task()
+            if picked is None:
+                return
+            queue, task = picked
+            try:
+                if task.future.set_running_or_notify_cancel():
+                    try:
+                        result = task.fn()
+                    except BaseException as error:
+                        task.future.set_exception(error)
+                    else:
+                        task.future.set_result(result)
+            finally:
+                with self._cond:
+                    self._running -= 1
+                    queue.running -= 1
+                    self._idle_workers += 1
+                    self._cond.notify()
+            del task, queue, picked  # drop the call's references before waiting again
