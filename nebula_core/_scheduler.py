@@ -112,7 +112,7 @@ class Scheduler:
         self._idle_workers = 0
         self._workers = 0
         self._ticks = itertools.count()
-        self._closed = False
+        self._retiring = False
 
     @property
     def limit(self) -> int:
@@ -141,9 +141,13 @@ class Scheduler:
         return queue
 
     def close(self) -> None:
-        """Let the work already queued finish, then end the workers; new queues still work."""
+        """End the worker threads once the work already queued is done.
+
+        The scheduler stays usable: work submitted later starts new workers, under the same
+        limit, so a close() racing running calls never lets more than `limit` run at once.
+        """
         with self._cond:
-            self._closed = True
+            self._retiring = True
             self._cond.notify_all()
 
     # -- the mechanism, all under self._cond ---------------------------------------------------
@@ -153,6 +157,7 @@ class Scheduler:
             if queue not in self._queues:
                 self._queues.append(queue)
             queue.tasks.append(task)
+            self._retiring = False
             self._spawn_if_needed()
             self._cond.notify()
 
@@ -212,7 +217,7 @@ class Scheduler:
                         self._idle_workers -= 1
                         self._start(queue)
                         return queue, task
-                if self._closed and not any(q.tasks for q in self._queues):
+                if self._retiring and not any(q.tasks for q in self._queues):
                     break
                 if not self._cond.wait(IDLE_SECONDS) and not any(q.tasks for q in self._queues):
                     break

@@ -165,14 +165,13 @@ class NebulaClient:
         return scheduler
 
     def close(self) -> None:
-        """Release pooled connections and idle worker threads; the client can still be used.
+        """Release pooled connections and worker threads; the client can still be used after.
 
-        Calls running elsewhere finish with complete results: their queued batches still run
-        (on the old workers, with a fresh session), and later calls get new workers.
+        Calls running elsewhere finish with complete results (their batches run on, with a
+        fresh session), still within `max_concurrency`; later calls start new workers.
         """
         self._check_fork()
-        with self._transport_lock:
-            scheduler, self._scheduler = self._scheduler, None
+        scheduler = self._scheduler
         if scheduler is not None:
             scheduler.close()
         self._transport.close()
