@@ -30,7 +30,7 @@ _TOO_LONG = re.compile(
     r"(less than|at most|more than|maximum|max|exceeds?|limit)\D{0,30}\d+\s*tokens",
     re.I,
 )
-_BODY_SIZE = re.compile(r"html|entity|payload|body|bytes|size", re.I)
+_BODY_SIZE = re.compile(r"html|entity|payload|body|bytes", re.I)
 
 
 class Refusal(enum.Enum):
