@@ -213,12 +213,12 @@ class NebulaClient:
             if len(ranges) == 1:
                 # No thread hop for a one-batch call, but it takes a slot like any batch.
                 try:
-                    queue.run_here(self._embed_range, job, *ranges[0])
+                    queue.run_here(self._embed_batch, job, *ranges[0])
                 except BaseException:
                     job.cancelled.set()
                     raise
                 return
-            futures = [queue.submit(self._embed_range, job, start, end) for start, end in ranges]
+            futures = [queue.submit(self._embed_batch, job, start, end) for start, end in ranges]
             try:
                 done, _ = concurrent.futures.wait(
                     futures, return_when=concurrent.futures.FIRST_EXCEPTION
@@ -271,7 +271,7 @@ class NebulaClient:
     async def _await_batches(
         self, job: Job, queue: CallQueue, ranges: list[tuple[int, int]]
     ) -> None:
-        futures = [queue.submit(self._embed_range, job, start, end) for start, end in ranges]
+        futures = [queue.submit(self._embed_batch, job, start, end) for start, end in ranges]
         awaitables = [asyncio.wrap_future(future) for future in futures]
         for awaitable in awaitables:
             # Errors are re-raised below, once; this keeps asyncio from logging the others.
@@ -314,6 +314,14 @@ class NebulaClient:
                 "said why; nothing is returned. Please report this as a bug."
             )
         return EmbeddingResult(job.vectors, job.usage, job.model, job.requests, job.retries)
+
+    def _embed_batch(self, job: Job, start: int, end: int) -> None:
+        """One scheduled batch; its failure stops the call's batches that have not started."""
+        try:
+            self._embed_range(job, start, end)
+        except BaseException:
+            job.cancelled.set()
+            raise
 
     def _embed_range(self, job: Job, start: int, end: int) -> None:
         """Embed texts[start:end]; a batch refused as too large is split in halves, retried."""
