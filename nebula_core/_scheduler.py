@@ -67,24 +67,36 @@ class CallQueue:
         self.running = 0
         self.last_served = -1
 
-    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
-        """Queue `fn(*args)` for a worker; the future holds its result or error."""
+    def submit(
+        self, fn: Callable[..., T], *args: Any, wake: bool = True
+    ) -> concurrent.futures.Future[T]:
+        """Queue `fn(*args)`; the future holds its result or error.
+
+        `wake=False` leaves the workers asleep: for a caller about to `help()`, which takes
+        the first batch itself and then wakes them for the rest.
+        """
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._scheduler._enqueue(self, _Task(future, lambda: fn(*args)))
+        self._scheduler._enqueue(self, _Task(future, lambda: fn(*args)), wake=wake)
         return future
 
-    def run_here(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` in the calling thread as soon as this call's turn comes.
+    def help(self) -> None:
+        """Run this call's batches in the calling thread while its turn comes first.
 
-        Saves a thread hop for one-batch calls, yet takes a slot like any batch: the
-        client's limit and the fair share hold for it too.
+        A sync caller would otherwise sit idle while a worker runs its batch: this saves the
+        thread hop (for a one-batch call, all of it), yet each batch still takes a slot in
+        turn, so the client's limit and the fair share hold for the caller too.
         """
-        if self._scheduler._take_slot_now(self):
+        scheduler = self._scheduler
+        task = scheduler._take_own(self, first=True)
+        while task is not None:
             try:
-                return fn(*args)
-            finally:
-                self._scheduler._release(self)
-        return self.submit(fn, *args).result()
+                _run_task(task)
+            except Exception:  # noqa: S110 - its future holds it, for the caller to collect
+                pass
+            except BaseException:
+                scheduler._give_back(self)  # Ctrl-C: free the slot, take nothing more
+                raise
+            task = scheduler._take_own(self, first=False)
 
     def view(self) -> QueueView:
         return QueueView(self.running, len(self.tasks), self.last_served)
@@ -152,38 +164,46 @@ class Scheduler:
 
     # -- the mechanism, all under self._cond ---------------------------------------------------
 
-    def _enqueue(self, queue: CallQueue, task: _Task) -> None:
+    def _enqueue(self, queue: CallQueue, task: _Task, *, wake: bool) -> None:
         with self._cond:
             if queue not in self._queues:
                 self._queues.append(queue)
             queue.tasks.append(task)
             self._retiring = False
-            self._spawn_if_needed()
-            self._cond.notify()
+            if wake:
+                self._spawn_if_needed()
+                self._cond.notify()
 
-    def _take_slot_now(self, queue: CallQueue) -> bool:
-        """Take a slot for `queue` at once if it is free and no other call is ahead of it."""
+    def _take_own(self, queue: CallQueue, *, first: bool) -> _Task | None:
+        """For a caller helping with its own call: release its slot (unless `first`), and
+        take the next batch of `queue` if a slot is free and this call is next in line."""
         with self._cond:
-            if self._running >= self._limit:
-                return False
-            if any(q.tasks for q in self._queues):
-                # Others wait too: take the slot only if this call is next in line anyway.
-                views = [q.view() for q in self._queues] + [QueueView(queue.running, 1, -2)]
-                if next_in_line(views) != len(views) - 1:
-                    return False
-            self._start(queue)
-            return True
+            if not first:
+                self._running -= 1
+                queue.running -= 1
+            task = None
+            if self._running < self._limit and queue.tasks:
+                views = [q.view() for q in self._queues]
+                if queue in self._queues and next_in_line(views) == self._queues.index(queue):
+                    task = queue.tasks.popleft()
+                    self._start(queue)
+            if task is None or first:
+                # Workers take what the caller does not: the other slots, or the rest.
+                self._spawn_if_needed()
+                self._cond.notify_all()
+            return task
 
     def _start(self, queue: CallQueue) -> None:
         self._running += 1
         queue.running += 1
         queue.last_served = next(self._ticks)
 
-    def _release(self, queue: CallQueue) -> None:
+    def _give_back(self, queue: CallQueue) -> None:
         with self._cond:
             self._running -= 1
             queue.running -= 1
-            self._cond.notify()
+            self._spawn_if_needed()
+            self._cond.notify_all()
 
     def _drop(self, queue: CallQueue, *, forget: bool = False) -> None:
         with self._cond:
@@ -232,13 +252,9 @@ class Scheduler:
                 return
             queue, task = picked
             try:
-                if task.future.set_running_or_notify_cancel():
-                    try:
-                        result = task.fn()
-                    except BaseException as error:
-                        task.future.set_exception(error)
-                    else:
-                        task.future.set_result(result)
+                _run_task(task)
+            except BaseException:  # noqa: S110 - the task's future holds the error
+                pass
             finally:
                 with self._cond:
                     self._running -= 1
@@ -246,3 +262,15 @@ class Scheduler:
                     self._idle_workers += 1
                     self._cond.notify()
             del task, queue, picked  # drop the call's references before waiting again
+
+
+def _run_task(task: _Task) -> None:
+    """Run a task into its future; an error is re-raised after, for a caller to see at once."""
+    if not task.future.set_running_or_notify_cancel():
+        return
+    try:
+        result = task.fn()
+    except BaseException as error:
+        task.future.set_exception(error)
+        raise
+    task.future.set_result(result)

@@ -210,16 +210,14 @@ class NebulaClient:
             return
         queue = self._get_scheduler().open_queue()
         try:
-            if len(ranges) == 1:
-                # No thread hop for a one-batch call, but it takes a slot like any batch.
-                try:
-                    queue.run_here(self._embed_batch, job, *ranges[0])
-                except BaseException:
-                    job.cancelled.set()
-                    raise
-                return
-            futures = [queue.submit(self._embed_batch, job, start, end) for start, end in ranges]
+            futures = [
+                queue.submit(self._embed_batch, job, start, end, wake=False)
+                for start, end in ranges
+            ]
             try:
+                # The caller runs its own batches while its turn comes first (a one-batch
+                # call: no thread hop at all); workers take the other slots.
+                queue.help()
                 done, _ = concurrent.futures.wait(
                     futures, return_when=concurrent.futures.FIRST_EXCEPTION
                 )

@@ -172,19 +172,28 @@ def test_cancel_drops_the_queued_batches_of_that_call_only():
     scheduler.close()
 
 
-def test_run_here_waits_for_a_slot_like_any_batch():
+def test_a_helping_caller_waits_for_a_slot_like_any_batch():
     scheduler = Scheduler(1)
     probe = Probe()
     blocker = scheduler.open_queue().submit(probe.task, "blocker")
     wait_until(lambda: probe.now == 1)
-    inline_ran = threading.Event()
-    thread = threading.Thread(target=lambda: scheduler.open_queue().run_here(inline_ran.set))
-    thread.start()
-    # While the only slot is taken the inline call must not run (give it every chance to).
-    assert not inline_ran.wait(0.3)
+    queue = scheduler.open_queue()
+    mine = queue.submit(threading.current_thread, wake=False)
+    queue.help()  # the only slot is taken: the caller must not run its batch itself
+    assert not mine.done()
     probe.release.set()
-    thread.join(30)
-    assert inline_ran.is_set() and blocker.result(30) == "blocker"
+    assert blocker.result(30) == "blocker"
+    assert mine.result(30) is not threading.current_thread()  # a worker ran it, in its turn
+    scheduler.close()
+
+
+def test_a_helping_caller_runs_its_own_batches_when_its_turn_comes_first():
+    scheduler = Scheduler(1)
+    queue = scheduler.open_queue()
+    mine = [queue.submit(threading.current_thread, wake=False) for _ in range(5)]
+    queue.help()
+    assert [f.result(0) for f in mine] == [threading.current_thread()] * 5  # no thread hop
+    assert scheduler.running == 0
     scheduler.close()
 
 
