@@ -107,7 +107,7 @@ class CallQueue:
 
     def close(self) -> None:
         """The call is over: forget the queue (drops anything still queued)."""
-        self._scheduler._drop(self, forget=True)
+        self._scheduler._drop(self)
 
 
 class Scheduler:
@@ -147,10 +147,7 @@ class Scheduler:
 
     def open_queue(self) -> CallQueue:
         """A queue for one call; close it when the call ends."""
-        queue = CallQueue(self)
-        with self._cond:
-            self._queues.append(queue)
-        return queue
+        return CallQueue(self)
 
     def close(self) -> None:
         """End the worker threads once the work already queued is done.
@@ -182,6 +179,7 @@ class Scheduler:
                 self._running -= 1
                 queue.running -= 1
             task = None
+            self._forget_if_idle(queue)
             if self._running < self._limit and queue.tasks:
                 views = [q.view() for q in self._queues]
                 if queue in self._queues and next_in_line(views) == self._queues.index(queue):
@@ -193,6 +191,11 @@ class Scheduler:
                 self._cond.notify_all()
             return task
 
+    def _forget_if_idle(self, queue: CallQueue) -> None:
+        # Only queues with work take part in the policy; an idle one keeps no reference here.
+        if not queue.tasks and not queue.running and queue in self._queues:
+            self._queues.remove(queue)
+
     def _start(self, queue: CallQueue) -> None:
         self._running += 1
         queue.running += 1
@@ -202,15 +205,15 @@ class Scheduler:
         with self._cond:
             self._running -= 1
             queue.running -= 1
+            self._forget_if_idle(queue)
             self._spawn_if_needed()
             self._cond.notify_all()
 
-    def _drop(self, queue: CallQueue, *, forget: bool = False) -> None:
+    def _drop(self, queue: CallQueue) -> None:
         with self._cond:
             dropped = list(queue.tasks)
             queue.tasks.clear()
-            if forget and queue in self._queues:
-                self._queues.remove(queue)
+            self._forget_if_idle(queue)
         for task in dropped:
             task.future.cancel()
 
@@ -259,6 +262,7 @@ class Scheduler:
                 with self._cond:
                     self._running -= 1
                     queue.running -= 1
+                    self._forget_if_idle(queue)
                     self._idle_workers += 1
                     self._cond.notify()
             del task, queue, picked  # drop the call's references before waiting again

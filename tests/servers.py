@@ -35,47 +35,9 @@ class CountingServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # headers and body go out in separate writes
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                inputs = json.loads(body)["input"]
-                with server._lock:
-                    server.arrivals.append(inputs)
-                    server.bodies.append(len(body))
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    if server.latency:
-                        time.sleep(server.latency)
-                    answer = server.responder(inputs) if server.responder else None
-                    if answer is None:
-                        data = [
-                            {"object": "embedding", "index": i, "embedding": vector_of(t)}
-                            for i, t in enumerate(inputs)
-                        ]
-                        usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
-                        payload = {"object": "list", "model": "m", "data": data, "usage": usage}
-                        answer = (200, "application/json", json.dumps(payload).encode())
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
-                status, content_type, content = answer
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _HTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
+        self._server.counting = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -94,6 +56,52 @@ class CountingServer:
     def __exit__(self, *exc_info: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._server.counting = None  # no cycle left for the GC tests of later tests to find
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    counting: CountingServer | None = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        server = self.server.counting
+        assert server is not None
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        inputs = json.loads(body)["input"]
+        with server._lock:
+            server.arrivals.append(inputs)
+            server.bodies.append(len(body))
+            server.in_flight += 1
+            server.max_in_flight = max(server.max_in_flight, server.in_flight)
+        try:
+            if server.latency:
+                time.sleep(server.latency)
+            answer = server.responder(inputs) if server.responder else None
+            if answer is None:
+                data = [
+                    {"object": "embedding", "index": i, "embedding": vector_of(t)}
+                    for i, t in enumerate(inputs)
+                ]
+                usage = {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}
+                payload = {"object": "list", "model": "m", "data": data, "usage": usage}
+                answer = (200, "application/json", json.dumps(payload).encode())
+        finally:
+            with server._lock:
+                server.in_flight -= 1
+        status, content_type, content = answer
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
 
 
 def json_error(status: int, message: str) -> tuple[int, str, bytes]:
