@@ -16,8 +16,6 @@ from nebula_core._batching import (
     halves,
     says_input_too_long,
 )
-from nebula_core._codec import Usage
-from nebula_core._job import Job
 from tests.servers import CountingServer, html_error, json_error, vector_of
 
 TEI_TOO_LONG = "Input validation error: `inputs` must have less than 512 tokens. Given: 873"
@@ -145,61 +143,52 @@ def test_an_input_count_413_keeps_later_batches_below_the_refused_count():
 
 
 def tei_refusing_long(inputs: list[str]) -> tuple[int, str, bytes] | None:
-    if any(text.startswith("LONG") for text in inputs):
+    # Over 520 words ("long" is one WordPiece token): too long for a 512-token model.
+    if any(text.count("long") > 520 for text in inputs):
         return json_error(413, TEI_TOO_LONG)
     return None
 
 
-class FillingClient(NebulaClient):
-    """Stands in for the long-input helper: it fills the refused input's slot itself."""
-
-    def __init__(self, **options: object) -> None:
-        super().__init__(**options)  # type: ignore[arg-type]
-        self.refused: list[tuple[int, int]] = []
-
-    def _embed_refused_input(self, job: Job, position: int, error: BadRequestError) -> None:
-        self.refused.append((position, error.status_code or 0))
-        job.store(position, [[0.0, 0.0]], Usage())
-
-
 def test_one_too_long_input_never_shrinks_the_other_batches():
     texts = [f"text {i}" for i in range(48)]
-    texts[5] = "LONG " * 600
+    texts[5] = "long " * 600
     with CountingServer(responder=tei_refusing_long) as server:
-        client = FillingClient(api_key="ak_test", base_url=server.base_url, max_concurrency=1)
-        result = client.embed(texts, batch_size=16)
+        client = NebulaClient(api_key="ak_test", base_url=server.base_url, max_concurrency=1)
+        # A model the client knows no limit for: it learns 512 from the 413.
+        result = client.embed(texts, model="acme/unknown-model", batch_size=16)
 
-    assert client.refused == [(5, 413)]  # routed to the long-input hook, with its position
-    expected = [vector_of(t) for t in texts]
-    expected[5] = [0.0, 0.0]
-    assert result.embeddings == expected
-    sizes = [len(inputs) for inputs in server.arrivals]
-    # Halving finds input 5: 16 -> 8 -> (4 ok) 4 -> 2 -> (1 ok) 1; then full batches again.
-    assert sizes == [16, 8, 4, 4, 2, 1, 1, 2, 8, 16, 16]
+    others = [i for i in range(48) if i != 5]
+    assert [result.embeddings[i] for i in others] == [vector_of(texts[i]) for i in others]
+    # The long-input handling re-sent that batch with input 5 cut to the limit; the batch
+    # size of the call stayed 16 throughout.
+    assert [len(inputs) for inputs in server.arrivals] == [16, 16, 16, 16]
+    assert server.arrivals[1][5].count("long") <= 512
 
 
-def test_a_too_long_input_is_refused_by_position_without_the_hook():
+def test_a_body_size_413_for_one_input_names_its_position():
+    def proxy(inputs: list[str]) -> tuple[int, str, bytes] | None:
+        big = any(len(text) > 5000 for text in inputs)
+        return html_error(413, "413 Request Entity Too Large") if big else None
+
     texts = [f"text {i}" for i in range(8)]
-    texts[6] = "LONG text"
+    texts[6] = "x" * 6000
     with (
-        CountingServer(responder=tei_refusing_long) as server,
+        CountingServer(responder=proxy) as server,
         pytest.raises(BadRequestError, match="input at position 6 alone is too large") as caught,
     ):
         client_for(server).embed(texts, batch_size=8)
     assert caught.value.status_code == 413
-    assert caught.value.server_message == TEI_TOO_LONG
+    # 8 refused -> 4 ok, 4 refused -> 2 ok, 2 refused -> input 6 alone refused: named.
+    assert [len(inputs) for inputs in server.arrivals] == [8, 4, 4, 2, 2, 1]
 
 
-def test_a_vllm_style_400_for_one_input_goes_to_the_hook_but_other_400s_do_not():
-    def vllm(inputs: list[str]) -> tuple[int, str, bytes] | None:
-        if inputs[0].startswith("LONG"):
-            return json_error(400, VLLM_TOO_LONG)
+def test_a_400_that_names_no_token_limit_is_not_split():
+    def unknown_model(inputs: list[str]) -> tuple[int, str, bytes] | None:
         return json_error(400, "model 'nope' does not exist")
 
-    with CountingServer(responder=vllm) as server:
-        client = FillingClient(api_key="ak_test", base_url=server.base_url)
-        assert client.embed(["LONG input"]).embeddings == [[0.0, 0.0]]
-        assert client.refused == [(0, 400)]
-        with pytest.raises(BadRequestError, match="does not exist"):
-            client.embed(["fine", "also fine"])
-    assert [len(inputs) for inputs in server.arrivals] == [1, 2]  # a plain 400 is not split
+    with (
+        CountingServer(responder=unknown_model) as server,
+        pytest.raises(BadRequestError, match="does not exist"),
+    ):
+        client_for(server).embed(["fine", "also fine"])
+    assert [len(inputs) for inputs in server.arrivals] == [2]
