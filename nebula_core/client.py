@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
+from nebula_core._batching import batch_ranges, classify_413, halves
 from nebula_core._codec import (
     OUTPUTS,
     DecodedBatch,
@@ -38,6 +39,7 @@ from nebula_core._long_inputs import (
 )
 from nebula_core._ratelimit import Pacer, estimate_tokens
 from nebula_core._retry import Cancelled, run_with_retries, should_retry
+from nebula_core._scheduler import CallQueue, Scheduler
 from nebula_core._tokens import count_tokens_many
 from nebula_core._transport import Transport
 from nebula_core._validation import validate_texts
@@ -144,7 +146,7 @@ class NebulaClient:
         self._stats = ClientStats()
         self._transport_lock = threading.Lock()
         self._transport = Transport(config)
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._scheduler: Scheduler | None = None
         self._owner_pid = os.getpid()
         # Token limits the service named when it refused an input, per model (unknown models).
         self._learned_limits: dict[str, int] = {}
@@ -200,27 +202,25 @@ class NebulaClient:
         if self._owner_pid != os.getpid():
             self._init_transport()
 
-    def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        self._check_fork()
-        executor = self._executor
-        if executor is None:
+    def _get_scheduler(self) -> Scheduler:
+        scheduler = self._scheduler
+        if scheduler is None:
             with self._transport_lock:
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self._config.max_concurrency,
-                        thread_name_prefix="nebula-embed",
-                    )
-                executor = self._executor
-        return executor
+                if self._scheduler is None:
+                    self._scheduler = Scheduler(self._config.max_concurrency)
+                scheduler = self._scheduler
+        return scheduler
 
     def close(self) -> None:
-        """Release pooled connections and worker threads; the client can still be used after."""
-        with self._transport_lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            # Batches already queued by a call still running elsewhere finish on the old pool
-            # (a fresh session is made for them); cancelling them would leave that call short.
-            executor.shutdown(wait=False)
+        """Release pooled connections and worker threads; the client can still be used after.
+
+        Calls running elsewhere finish with complete results (their batches run on, with a
+        fresh session), still within `max_concurrency`; later calls start new workers.
+        """
+        self._check_fork()
+        scheduler = self._scheduler
+        if scheduler is not None:
+            scheduler.close()
         self._transport.close()
 
     def __enter__(self) -> NebulaClient:
@@ -269,6 +269,7 @@ class NebulaClient:
         Invalid inputs raise `TypeError`/`ValueError` before any request; an empty list returns
         an empty result without a request.
         """
+        self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             self._run(job, self._ranges(job, batch_size))
@@ -277,32 +278,35 @@ class NebulaClient:
         return self._finish(job)
 
     def _run(self, job: Job, ranges: list[tuple[int, int]]) -> None:
-        if len(ranges) <= 1 or self._config.max_concurrency == 1:
-            try:
-                for start, end in ranges:
-                    self._embed_range(job, start, end)
-            except BaseException:
-                job.cancelled.set()
-                raise
+        if not ranges:
             return
-
-        futures = self._submit(job, ranges)
+        queue = self._get_scheduler().open_queue()
         try:
-            done, _ = concurrent.futures.wait(
-                futures, return_when=concurrent.futures.FIRST_EXCEPTION
-            )
-        except BaseException:
-            # Ctrl-C in the caller's thread: stop sending and return at once; requests
-            # already on the wire end within `timeout` and are not waited for.
-            job.stop(futures)
-            raise
-        error = _first_error(done)
-        if error is not None:
-            # Stop the other batches, and let those on the wire finish, so that no request
-            # of this call is still running once the caller sees the error.
-            job.stop(futures)
-            concurrent.futures.wait(futures)
-            raise error
+            futures = [
+                queue.submit(self._embed_batch, job, start, end, wake=False)
+                for start, end in ranges
+            ]
+            try:
+                # The caller runs its own batches while its turn comes first (a one-batch
+                # call: no thread hop at all); workers take the other slots.
+                queue.help()
+                done, _ = concurrent.futures.wait(
+                    futures, return_when=concurrent.futures.FIRST_EXCEPTION
+                )
+            except BaseException:
+                # Ctrl-C in the caller's thread: stop sending and return at once; requests
+                # already on the wire end within `timeout` and are not waited for.
+                job.stop(futures)
+                raise
+            error = _first_error(done)
+            if error is not None:
+                # Stop the other batches, and let those on the wire finish, so that no request
+                # of this call is still running once the caller sees the error.
+                job.stop(futures)
+                concurrent.futures.wait(futures)
+                raise error
+        finally:
+            queue.close()
 
     @overload
     async def aembed(
@@ -340,6 +344,7 @@ class NebulaClient:
         Requests run in the client's worker threads (at most `max_concurrency` at once).
         Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
         """
+        self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             await self._arun(job, self._ranges(job, batch_size))
@@ -350,7 +355,16 @@ class NebulaClient:
     async def _arun(self, job: Job, ranges: list[tuple[int, int]]) -> None:
         if not ranges:
             return
-        futures = self._submit(job, ranges)
+        queue = self._get_scheduler().open_queue()
+        try:
+            await self._await_batches(job, queue, ranges)
+        finally:
+            queue.close()
+
+    async def _await_batches(
+        self, job: Job, queue: CallQueue, ranges: list[tuple[int, int]]
+    ) -> None:
+        futures = [queue.submit(self._embed_batch, job, start, end) for start, end in ranges]
         awaitables = [asyncio.wrap_future(future) for future in futures]
         for awaitable in awaitables:
             # Errors are re-raised below, once; this keeps asyncio from logging the others.
@@ -393,18 +407,11 @@ class NebulaClient:
         plan = plan_long_inputs(items, model, self._long.on_long_input, limit)
         return Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan, output)
 
-    def _submit(
-        self, job: Job, ranges: list[tuple[int, int]]
-    ) -> list[concurrent.futures.Future[None]]:
-        executor = self._get_executor()
-        return [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
-
     def _ranges(self, job: Job, batch_size: int) -> list[tuple[int, int]]:
-        total = len(job.texts)
         max_tokens = self._long.max_tokens_per_request
         if max_tokens is not None:
             return token_ranges(count_tokens_many(job.model, job.texts), batch_size, max_tokens)
-        return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
+        return batch_ranges(len(job.texts), batch_size)
 
     def _finish(self, job: Job) -> EmbeddingResult[Any]:
         if job.completed != len(job.texts):
@@ -436,41 +443,56 @@ class NebulaClient:
             vectors = reduce_dimensions(vectors, self._long.dimensions)
         return vectors
 
+    def _embed_batch(self, job: Job, start: int, end: int) -> None:
+        """One scheduled batch; its failure stops the call's batches that have not started."""
+        try:
+            self._embed_range(job, start, end)
+        except BaseException:
+            job.cancelled.set()
+            raise
+
     def _embed_range(self, job: Job, start: int, end: int) -> None:
-        """Embed texts[start:end], splitting further whenever the service answers 413."""
-        position = start
-        while position < end:
-            size = min(job.batch_cap, end - position)
+        """Embed texts[start:end]; a batch refused as too large is split in halves, retried."""
+        pending = [(start, end)]
+        while pending:
+            low, high = pending.pop()
+            pieces = job.limits.split(job.texts, low, high)
+            if len(pieces) > 1:
+                pending.extend(reversed(pieces))
+                continue
             try:
-                batch = self._send_batch(job, position, position + size)
+                batch = self._send_batch(job, low, high)
             except BadRequestError as error:
                 if limit_from_message(error.server_message) is not None:
-                    # Too long for the model, not too big a batch: the batch size stays.
-                    self._embed_refused_range(job, position, position + size, error)
-                    position += size
+                    # Too long for the model, not too big a batch: no size is learned.
+                    self._embed_refused_range(job, low, high, error)
                     continue
                 if error.status_code != 413:
                     raise
-                if size == 1:
+                if high - low == 1:
                     raise BadRequestError(
-                        f"The input at position {position} alone is too large for the service "
+                        f"The input at position {low} alone is too large for the service "
                         f"(HTTP 413: {error.server_message or 'payload too large'}); shorten it "
                         "or split it into smaller chunks.",
                         status_code=413,
                         server_message=error.server_message,
                     ) from None
-                with job.lock:
-                    # Remember the smaller size so later batches do not hit the same 413.
-                    job.batch_cap = min(job.batch_cap, max(1, size // 2))
-                logger.warning(
-                    "NebulaBlock refused %d inputs in one request (HTTP 413); sending at most "
-                    "%d per request from now on.",
-                    size,
-                    job.batch_cap,
-                )
+                self._learn_from_413(job, low, high, error)
+                pending.extend(reversed(halves(low, high)))
                 continue
-            job.store(position, batch)
-            position += size
+            job.store(low, batch)
+
+    @staticmethod
+    def _learn_from_413(job: Job, start: int, end: int, error: BadRequestError) -> None:
+        """Later batches avoid only what this 413 proved too large (bytes or counts)."""
+        refusal = classify_413(error)
+        if job.limits.learn(refusal, job.texts[start:end]):
+            logger.warning(
+                "NebulaBlock refused %d inputs in one request (HTTP 413, %s); this call now "
+                "splits requests at least that large.",
+                end - start,
+                refusal.value.replace("_", " "),
+            )
 
     def _embed_refused_input(self, job: Job, position: int, error: BadRequestError) -> None:
         """The service refused job.texts[position] as too long: see `_embed_refused_range`."""
@@ -507,8 +529,8 @@ class NebulaClient:
             try:
                 vectors: list[list[float]] = []
                 usage = Usage()
-                for first in range(0, len(sub.texts), job.batch_cap):
-                    part = sub.texts[first : first + job.batch_cap]
+                for first in range(0, len(sub.texts), job.limits.max_inputs):
+                    part = sub.texts[first : first + job.limits.max_inputs]
                     got = self._send_texts(job, part, _where(start, end))
                     vectors.extend(got.to_lists())
                     usage = usage + got.usage
@@ -547,7 +569,6 @@ class NebulaClient:
                 if remaining <= 0:
                     raise job.deadline_error(None)
                 timeout = min(timeout, remaining)
-            self._check_fork()
             encoding = self._encoding.current()
             try:
                 content = post(encoding, timeout)
