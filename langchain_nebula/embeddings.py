@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model
 from typing_extensions import Self
 
 from nebula_core._adapters import BoundClient, client_options
+from nebula_core._codec import EncodingFormat
 from nebula_core._migration import LANGCHAIN_NAMES, add_openai_attributes, from_openai_names
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
@@ -73,6 +74,8 @@ class NebulaEmbeddings(BaseModel, Embeddings):
             Client-side pacing to stay inside your account tier's limits.
         deadline: float | None
             Overall seconds one embed call may take, retries included.
+        encoding_format: "auto" | "base64" | "float"
+            Wire encoding of the vectors. Default "auto": base64, or floats if refused.
 
     Migrating from `OpenAIEmbeddings`:
         Its argument names work here too: `chunk_size` (`batch_size`), `show_progress_bar`,
@@ -190,6 +193,10 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     """Matryoshka models only: keep the first `dimensions` values, re-normalized."""
 
     _bound: BoundClient = PrivateAttr()
+    encoding_format: EncodingFormat = "auto"
+    """Wire encoding: `auto` asks for base64 float32 (4x smaller, cheaper to decode) and falls
+    back to float JSON for good if the service refuses it; `float` sends exactly the documented
+    body. Vectors are returned as lists of floats either way."""
 
     @model_validator(mode="before")
     @classmethod

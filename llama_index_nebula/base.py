@@ -38,6 +38,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
 from typing_extensions import Self
 
 from nebula_core._adapters import BoundClient, client_options
+from nebula_core._codec import EncodingFormat
 from nebula_core._job import ProgressCallback
 from nebula_core._migration import LLAMA_INDEX_NAMES, add_openai_attributes, from_openai_names
 from nebula_core._progress import progress_bar
@@ -86,8 +87,8 @@ class NebulaEmbedding(BaseEmbedding):
         ```
 
     Connection settings (`api_key`, `base_url`, `timeout`, `max_retries`, `max_concurrency`,
-    `default_headers`, `requests_per_minute`, `tokens_per_minute`, `deadline`) may be
-    reassigned; the shared client is rebuilt on the next call.
+    `default_headers`, `requests_per_minute`, `tokens_per_minute`, `deadline`,
+    `encoding_format`) may be reassigned; the shared client is rebuilt on the next call.
 
     Migrating from llama-index's `OpenAIEmbedding`: its `api_base`, `model`, `num_workers`
     (LlamaIndex's async fan-out, which becomes `max_concurrency`: batches in flight, sync and
@@ -149,6 +150,11 @@ class NebulaEmbedding(BaseEmbedding):
     max_input_tokens: int | None = Field(default=None, description="Token limit per input.")
     max_tokens_per_request: int | None = Field(default=None, description="Tokens per batch.")
     dimensions: int | None = Field(default=None, description="Matryoshka: first N values.")
+    encoding_format: EncodingFormat = Field(
+        default="auto",
+        description="Wire encoding: 'auto' asks for base64 and falls back to floats for good if "
+        "refused; 'float' sends exactly the documented body. Vectors are lists either way.",
+    )
 
     _bound: BoundClient | None = PrivateAttr(default=None)
 

@@ -24,6 +24,7 @@ CLIENT_OPTIONS = (
     "max_input_tokens",
     "max_tokens_per_request",
     "dimensions",
+    "encoding_format",
 )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from nebula_core._codec import ENCODING_FORMATS, EncodingFormat
 from nebula_core.errors import ConfigurationError
 
 __all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Secret"]
@@ -133,6 +134,7 @@ class ClientConfig:
     deadline: float | None
     requests_per_minute: float | None
     tokens_per_minute: float | None
+    encoding_format: EncodingFormat = "auto"
 
     @property
     def embeddings_url(self) -> str:
@@ -153,6 +155,7 @@ class ClientConfig:
         deadline: float | None,
         requests_per_minute: float | None,
         tokens_per_minute: float | None,
+        encoding_format: EncodingFormat = "auto",
     ) -> ClientConfig:
         """Resolve arguments against the environment and reject anything unusable."""
         _require(
@@ -185,6 +188,11 @@ class ClientConfig:
                 limit is None or limit > 0,
                 f"{name} must be a positive number or None, got {limit!r}.",
             )
+        _require(
+            encoding_format in ENCODING_FORMATS,
+            f"encoding_format must be one of {', '.join(ENCODING_FORMATS)}, "
+            f"got {encoding_format!r}.",
+        )
         headers = dict(default_headers or {})
         for name, value in headers.items():
             _require(
@@ -211,4 +219,5 @@ class ClientConfig:
             deadline=None if deadline is None else float(deadline),
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
+            encoding_format=encoding_format,
         )

@@ -98,7 +98,7 @@ def _message_from_json(payload: object) -> str | None:
                 return nested
         if isinstance(value, list) and value:
             # FastAPI-style validation details: a list of {"msg": ...} objects.
-            parts = [_message_from_json(v) or str(v) for v in value[:3]]
+            parts = [_detail_message(v) for v in value[:3]]
             return "; ".join(parts)
     return None
 
@@ -133,6 +133,15 @@ def is_quota_exhausted(
     if codes & QUOTA_ERROR_CODES:
         return True
     return not has_retry_after and message is not None and bool(_QUOTA_PHRASES.search(message))
+
+
+def _detail_message(detail: object) -> str:
+    """One FastAPI/pydantic validation detail, with the field it names (`loc`) kept."""
+    message = _message_from_json(detail) or str(detail)
+    loc = detail.get("loc") if isinstance(detail, dict) else None
+    if isinstance(loc, list) and loc:
+        return f"{'.'.join(map(str, loc))}: {message}"
+    return message
 
 
 def error_for_status(

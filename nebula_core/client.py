@@ -9,9 +9,22 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
-from nebula_core._codec import Usage, encode_request, unpack_embeddings
+from nebula_core._batching import batch_ranges, classify_413, halves
+from nebula_core._codec import (
+    OUTPUTS,
+    DecodedBatch,
+    EncodingChoice,
+    EncodingFormat,
+    Output,
+    Usage,
+    base64_refused_error,
+    decode_embeddings,
+    encode_request,
+    names_encoding_format,
+    require_numpy,
+)
 from nebula_core._config import ClientConfig
 from nebula_core._job import Job, ProgressCallback
 from nebula_core._long_inputs import (
@@ -26,22 +39,34 @@ from nebula_core._long_inputs import (
 )
 from nebula_core._ratelimit import Pacer, estimate_tokens
 from nebula_core._retry import Cancelled, run_with_retries, should_retry
+from nebula_core._scheduler import CallQueue, Scheduler
 from nebula_core._tokens import count_tokens_many
 from nebula_core._transport import Transport
 from nebula_core._validation import validate_texts
 from nebula_core.errors import BadRequestError, NebulaError
-from nebula_core.models import DEFAULT_MODEL, check_dimensions, reduce_dimensions
+from nebula_core.models import DEFAULT_MODEL, check_dimensions, model_info, reduce_dimensions
+
+if TYPE_CHECKING:
+    from nebula_core._codec import FloatArray
 
 __all__ = ["ClientStats", "EmbeddingResult", "NebulaClient", "ProgressCallback"]
 
 logger = logging.getLogger("nebula_core")
 
 
-@dataclass(frozen=True)
-class EmbeddingResult:
-    """The vectors of one `embed` call, in input order, and what producing them cost."""
+_Vectors = TypeVar("_Vectors")
 
-    embeddings: list[list[float]]
+
+@dataclass(frozen=True)
+class EmbeddingResult(Generic[_Vectors]):
+    """The vectors of one `embed` call, in input order, and what producing them cost.
+
+    `embeddings` is a `list[list[float]]` (`output="list"`, the default) or a float32
+    `numpy.ndarray` of shape (N, D) (`output="numpy"`); type checkers see which from the
+    `output` argument.
+    """
+
+    embeddings: _Vectors
     usage: Usage
     model: str
     requests: int
@@ -92,6 +117,7 @@ class NebulaClient:
         max_input_tokens: int | None = None,
         max_tokens_per_request: int | None = None,
         dimensions: int | None = None,
+        encoding_format: EncodingFormat = "auto",
     ) -> None:
         self._long = LongInputSettings.build(
             on_long_input, max_input_tokens, max_tokens_per_request, dimensions
@@ -108,6 +134,7 @@ class NebulaClient:
             deadline=deadline,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
+            encoding_format=encoding_format,
         )
         self._init_transport()
 
@@ -115,10 +142,11 @@ class NebulaClient:
         """State that must not cross a pickle or a fork: pools, locks, pacing and counters."""
         config = self._config
         self._pacer = Pacer(config.requests_per_minute, config.tokens_per_minute)
+        self._encoding = EncodingChoice(config.encoding_format)
         self._stats = ClientStats()
         self._transport_lock = threading.Lock()
         self._transport = Transport(config)
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._scheduler: Scheduler | None = None
         self._owner_pid = os.getpid()
         # Token limits the service named when it refused an input, per model (unknown models).
         self._learned_limits: dict[str, int] = {}
@@ -174,27 +202,25 @@ class NebulaClient:
         if self._owner_pid != os.getpid():
             self._init_transport()
 
-    def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        self._check_fork()
-        executor = self._executor
-        if executor is None:
+    def _get_scheduler(self) -> Scheduler:
+        scheduler = self._scheduler
+        if scheduler is None:
             with self._transport_lock:
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self._config.max_concurrency,
-                        thread_name_prefix="nebula-embed",
-                    )
-                executor = self._executor
-        return executor
+                if self._scheduler is None:
+                    self._scheduler = Scheduler(self._config.max_concurrency)
+                scheduler = self._scheduler
+        return scheduler
 
     def close(self) -> None:
-        """Release pooled connections and worker threads; the client can still be used after."""
-        with self._transport_lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            # Batches already queued by a call still running elsewhere finish on the old pool
-            # (a fresh session is made for them); cancelling them would leave that call short.
-            executor.shutdown(wait=False)
+        """Release pooled connections and worker threads; the client can still be used after.
+
+        Calls running elsewhere finish with complete results (their batches run on, with a
+        fresh session), still within `max_concurrency`; later calls start new workers.
+        """
+        self._check_fork()
+        scheduler = self._scheduler
+        if scheduler is not None:
+            scheduler.close()
         self._transport.close()
 
     def __enter__(self) -> NebulaClient:
@@ -205,6 +231,28 @@ class NebulaClient:
 
     # -- public API -------------------------------------------------------------------------
 
+    @overload
+    def embed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["list"] = ...,
+    ) -> EmbeddingResult[list[list[float]]]: ...
+
+    @overload
+    def embed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["numpy"],
+    ) -> EmbeddingResult[FloatArray]: ...
+
     def embed(
         self,
         texts: Sequence[str],
@@ -212,13 +260,17 @@ class NebulaClient:
         batch_size: int = 64,
         *,
         on_progress: ProgressCallback | None = None,
-    ) -> EmbeddingResult:
+        output: Output = "list",
+    ) -> EmbeddingResult[Any]:
         """Embed `texts` in order: `result.embeddings[i]` is the vector of `texts[i]`.
 
+        `output="numpy"` returns one float32 array of shape (N, D) instead of lists (needs the
+        `[numpy]` extra); from base64 answers it is built without any Python float.
         Invalid inputs raise `TypeError`/`ValueError` before any request; an empty list returns
         an empty result without a request.
         """
-        job = self._start_job(texts, model, batch_size, on_progress)
+        self._check_fork()
+        job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             self._run(job, self._ranges(job, batch_size))
         finally:
@@ -226,32 +278,57 @@ class NebulaClient:
         return self._finish(job)
 
     def _run(self, job: Job, ranges: list[tuple[int, int]]) -> None:
-        if len(ranges) <= 1 or self._config.max_concurrency == 1:
-            try:
-                for start, end in ranges:
-                    self._embed_range(job, start, end)
-            except BaseException:
-                job.cancelled.set()
-                raise
+        if not ranges:
             return
-
-        futures = self._submit(job, ranges)
+        queue = self._get_scheduler().open_queue()
         try:
-            done, _ = concurrent.futures.wait(
-                futures, return_when=concurrent.futures.FIRST_EXCEPTION
-            )
-        except BaseException:
-            # Ctrl-C in the caller's thread: stop sending and return at once; requests
-            # already on the wire end within `timeout` and are not waited for.
-            job.stop(futures)
-            raise
-        error = _first_error(done)
-        if error is not None:
-            # Stop the other batches, and let those on the wire finish, so that no request
-            # of this call is still running once the caller sees the error.
-            job.stop(futures)
-            concurrent.futures.wait(futures)
-            raise error
+            futures = [
+                queue.submit(self._embed_batch, job, start, end, wake=False)
+                for start, end in ranges
+            ]
+            try:
+                # The caller runs its own batches while its turn comes first (a one-batch
+                # call: no thread hop at all); workers take the other slots.
+                queue.help()
+                done, _ = concurrent.futures.wait(
+                    futures, return_when=concurrent.futures.FIRST_EXCEPTION
+                )
+            except BaseException:
+                # Ctrl-C in the caller's thread: stop sending and return at once; requests
+                # already on the wire end within `timeout` and are not waited for.
+                job.stop(futures)
+                raise
+            error = _first_error(done)
+            if error is not None:
+                # Stop the other batches, and let those on the wire finish, so that no request
+                # of this call is still running once the caller sees the error.
+                job.stop(futures)
+                concurrent.futures.wait(futures)
+                raise error
+        finally:
+            queue.close()
+
+    @overload
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["list"] = ...,
+    ) -> EmbeddingResult[list[list[float]]]: ...
+
+    @overload
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["numpy"],
+    ) -> EmbeddingResult[FloatArray]: ...
 
     async def aembed(
         self,
@@ -260,13 +337,15 @@ class NebulaClient:
         batch_size: int = 64,
         *,
         on_progress: ProgressCallback | None = None,
-    ) -> EmbeddingResult:
+        output: Output = "list",
+    ) -> EmbeddingResult[Any]:
         """`embed` for asyncio: the event loop never waits on the network.
 
         Requests run in the client's worker threads (at most `max_concurrency` at once).
         Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
         """
-        job = self._start_job(texts, model, batch_size, on_progress)
+        self._check_fork()
+        job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             await self._arun(job, self._ranges(job, batch_size))
         finally:
@@ -276,7 +355,16 @@ class NebulaClient:
     async def _arun(self, job: Job, ranges: list[tuple[int, int]]) -> None:
         if not ranges:
             return
-        futures = self._submit(job, ranges)
+        queue = self._get_scheduler().open_queue()
+        try:
+            await self._await_batches(job, queue, ranges)
+        finally:
+            queue.close()
+
+    async def _await_batches(
+        self, job: Job, queue: CallQueue, ranges: list[tuple[int, int]]
+    ) -> None:
+        futures = [queue.submit(self._embed_batch, job, start, end) for start, end in ranges]
         awaitables = [asyncio.wrap_future(future) for future in futures]
         for awaitable in awaitables:
             # Errors are re-raised below, once; this keeps asyncio from logging the others.
@@ -301,7 +389,12 @@ class NebulaClient:
         model: str,
         batch_size: int,
         on_progress: ProgressCallback | None,
+        output: Output = "list",
     ) -> Job:
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be 'list' or 'numpy', got {output!r}.")
+        if output == "numpy":
+            require_numpy()  # fail before any request, not after the tokens are paid for
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty model id, got {model!r}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -312,22 +405,15 @@ class NebulaClient:
             learned = self._learned_limits.get(model)
         limit = effective_limit(model, self._long.max_input_tokens, learned)
         plan = plan_long_inputs(items, model, self._long.on_long_input, limit)
-        return Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan)
-
-    def _submit(
-        self, job: Job, ranges: list[tuple[int, int]]
-    ) -> list[concurrent.futures.Future[None]]:
-        executor = self._get_executor()
-        return [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
+        return Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan, output)
 
     def _ranges(self, job: Job, batch_size: int) -> list[tuple[int, int]]:
-        total = len(job.texts)
         max_tokens = self._long.max_tokens_per_request
         if max_tokens is not None:
             return token_ranges(count_tokens_many(job.model, job.texts), batch_size, max_tokens)
-        return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
+        return batch_ranges(len(job.texts), batch_size)
 
-    def _finish(self, job: Job) -> EmbeddingResult:
+    def _finish(self, job: Job) -> EmbeddingResult[Any]:
         if job.completed != len(job.texts):
             # Unreachable unless a batch vanished without an error: never return a short
             # result whose empty placeholders could be taken for vectors.
@@ -335,49 +421,78 @@ class NebulaClient:
                 f"Only {job.completed} of {len(job.texts)} inputs were embedded and no error "
                 "said why; nothing is returned. Please report this as a bug."
             )
-        vectors = job.plan.combine(job.vectors)
         warning = job.plan.warning()
         if warning is not None:
             logger.warning("%s", warning)
+        reshaped = job.plan.owners is not None or self._long.dimensions is not None
+        embeddings: Any = job.vectors
+        if job.output == "numpy":
+            embeddings = job.array if job.array is not None else _empty_array(job.model)
+            if reshaped and len(embeddings):
+                # Averaging pieces and Matryoshka cuts work on lists; numpy gets the result.
+                vectors = self._reshape(job, embeddings.tolist())
+                embeddings = require_numpy().asarray(vectors, dtype="float32")
+        elif reshaped:
+            embeddings = self._reshape(job, job.vectors)
+        return EmbeddingResult(embeddings, job.usage, job.model, job.requests, job.retries)
+
+    def _reshape(self, job: Job, vectors: list[list[float]]) -> list[list[float]]:
+        """One vector per caller input (pieces averaged), cut to `dimensions` if asked."""
+        vectors = job.plan.combine(vectors)
         if self._long.dimensions is not None:
             vectors = reduce_dimensions(vectors, self._long.dimensions)
-        return EmbeddingResult(vectors, job.usage, job.model, job.requests, job.retries)
+        return vectors
+
+    def _embed_batch(self, job: Job, start: int, end: int) -> None:
+        """One scheduled batch; its failure stops the call's batches that have not started."""
+        try:
+            self._embed_range(job, start, end)
+        except BaseException:
+            job.cancelled.set()
+            raise
 
     def _embed_range(self, job: Job, start: int, end: int) -> None:
-        """Embed texts[start:end], splitting further whenever the service answers 413."""
-        position = start
-        while position < end:
-            size = min(job.batch_cap, end - position)
+        """Embed texts[start:end]; a batch refused as too large is split in halves, retried."""
+        pending = [(start, end)]
+        while pending:
+            low, high = pending.pop()
+            pieces = job.limits.split(job.texts, low, high)
+            if len(pieces) > 1:
+                pending.extend(reversed(pieces))
+                continue
             try:
-                vectors, usage = self._send_batch(job, position, position + size)
+                batch = self._send_batch(job, low, high)
             except BadRequestError as error:
                 if limit_from_message(error.server_message) is not None:
-                    # Too long for the model, not too big a batch: the batch size stays.
-                    self._embed_refused_range(job, position, position + size, error)
-                    position += size
+                    # Too long for the model, not too big a batch: no size is learned.
+                    self._embed_refused_range(job, low, high, error)
                     continue
                 if error.status_code != 413:
                     raise
-                if size == 1:
+                if high - low == 1:
                     raise BadRequestError(
-                        f"The input at position {position} alone is too large for the service "
+                        f"The input at position {low} alone is too large for the service "
                         f"(HTTP 413: {error.server_message or 'payload too large'}); shorten it "
                         "or split it into smaller chunks.",
                         status_code=413,
                         server_message=error.server_message,
                     ) from None
-                with job.lock:
-                    # Remember the smaller size so later batches do not hit the same 413.
-                    job.batch_cap = min(job.batch_cap, max(1, size // 2))
-                logger.warning(
-                    "NebulaBlock refused %d inputs in one request (HTTP 413); sending at most "
-                    "%d per request from now on.",
-                    size,
-                    job.batch_cap,
-                )
+                self._learn_from_413(job, low, high, error)
+                pending.extend(reversed(halves(low, high)))
                 continue
-            job.store(position, vectors, usage)
-            position += size
+            job.store(low, batch)
+
+    @staticmethod
+    def _learn_from_413(job: Job, start: int, end: int, error: BadRequestError) -> None:
+        """Later batches avoid only what this 413 proved too large (bytes or counts)."""
+        refusal = classify_413(error)
+        if job.limits.learn(refusal, job.texts[start:end]):
+            logger.warning(
+                "NebulaBlock refused %d inputs in one request (HTTP 413, %s); this call now "
+                "splits requests at least that large.",
+                end - start,
+                refusal.value.replace("_", " "),
+            )
 
     def _embed_refused_input(self, job: Job, position: int, error: BadRequestError) -> None:
         """The service refused job.texts[position] as too long: see `_embed_refused_range`."""
@@ -414,11 +529,11 @@ class NebulaClient:
             try:
                 vectors: list[list[float]] = []
                 usage = Usage()
-                for first in range(0, len(sub.texts), job.batch_cap):
-                    part = sub.texts[first : first + job.batch_cap]
-                    got, spent = self._send_texts(job, part, _where(start, end))
-                    vectors.extend(got)
-                    usage = usage + spent
+                for first in range(0, len(sub.texts), job.limits.max_inputs):
+                    part = sub.texts[first : first + job.limits.max_inputs]
+                    got = self._send_texts(job, part, _where(start, end))
+                    vectors.extend(got.to_lists())
+                    usage = usage + got.usage
             except BadRequestError as again:
                 # Our estimate let a piece through that the service still counts as too long:
                 # plan again with a limit a quarter lower (an exact count never gets here).
@@ -428,20 +543,23 @@ class NebulaClient:
                 limit, error = min(named, limit * 3 // 4), again
                 continue
             job.plan.note_cuts([(job.plan.owner(p), n, x) for p, n, x in sub.cuts], limit)
-            job.store(start, sub.combine(vectors), usage)
+            combined = sub.combine(vectors)
+            job.store(start, DecodedBatch(combined, len(combined[0]), usage))
             return
         raise error
 
-    def _send_batch(self, job: Job, start: int, end: int) -> tuple[list[list[float]], Usage]:
+    def _send_batch(self, job: Job, start: int, end: int) -> DecodedBatch:
         return self._send_texts(job, job.texts[start:end], _where(start, end))
 
-    def _send_texts(
-        self, job: Job, batch: list[str], where: str
-    ) -> tuple[list[list[float]], Usage]:
-        body = encode_request(job.model, batch)
+    def _send_texts(self, job: Job, batch: list[str], where: str) -> DecodedBatch:
         estimated = estimate_tokens(batch) if self._pacer.active else 0
 
-        def send_once() -> tuple[list[list[float]], Usage]:
+        def post(encoding: Literal["base64", "float"], timeout: float) -> bytes:
+            job.count_request()
+            body = encode_request(job.model, batch, encoding)
+            return self._transport.post(body, timeout, where).content
+
+        def send_once() -> DecodedBatch:
             if job.cancelled.is_set():
                 raise Cancelled
             self._pacer.acquire(estimated, job.sleep)
@@ -451,12 +569,20 @@ class NebulaClient:
                 if remaining <= 0:
                     raise job.deadline_error(None)
                 timeout = min(timeout, remaining)
-            job.count_request()
-            self._check_fork()
-            answer = self._transport.post(body, timeout, where)
-            vectors, usage = unpack_embeddings(answer.content, len(batch))
-            self._pacer.settle(estimated, usage.total_tokens)
-            return vectors, usage
+            encoding = self._encoding.current()
+            try:
+                content = post(encoding, timeout)
+            except BadRequestError as error:
+                if self._encoding.falls_back(encoding, error):
+                    # Not a retry: the service told us what it accepts; ask again that way.
+                    content = post("float", timeout)
+                elif encoding == "base64" and names_encoding_format(error):
+                    raise base64_refused_error(error) from None
+                else:
+                    raise
+            decoded = decode_embeddings(content, len(batch))
+            self._pacer.settle(estimated, decoded.usage.total_tokens)
+            return decoded
 
         try:
             return run_with_retries(
@@ -493,3 +619,11 @@ def _first_error(
 def _consume_outcome(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _empty_array(model: str) -> FloatArray:
+    """The (0, D) result of embedding nothing; D from the catalogue, else 0."""
+    np = require_numpy()
+    info = model_info(model)
+    empty: FloatArray = np.empty((0, info.dimensions if info else 0), dtype=np.float32)
+    return empty

@@ -22,7 +22,7 @@ from nebula_core import (
     ServerError,
     with_query_instruction,
 )
-from nebula_core._codec import unpack_embeddings
+from nebula_core._codec import decode_embeddings
 from nebula_core._response import error_for_status, server_message
 from nebula_core._retry import parse_retry_after, retry_wait, should_retry
 from nebula_core.models import RETRIEVAL_QUERY_INSTRUCTION
@@ -136,7 +136,8 @@ def test_unpacking_places_vectors_by_index():
         }
     )
 
-    vectors, usage = unpack_embeddings(body, 3)
+    decoded = decode_embeddings(body, 3)
+    vectors, usage = decoded.to_lists(), decoded.usage
 
     assert vectors == [[0.0, 0.5], [1.0, 1.5], [2.0, 2.5]]
     assert (usage.prompt_tokens, usage.total_tokens) == (9, 9)
@@ -155,7 +156,7 @@ def test_unpacking_places_vectors_by_index():
 )
 def test_unpacking_refuses_what_is_not_a_vector(data):
     with pytest.raises(ResponseFormatError):
-        unpack_embeddings(orjson.dumps({"data": data}), 1)
+        decode_embeddings(orjson.dumps({"data": data}), 1)
 
 
 def test_query_instruction_defaults_per_model_and_can_be_replaced_or_disabled():

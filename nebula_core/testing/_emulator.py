@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+import struct
+from collections.abc import Mapping, Sequence
 from types import TracebackType
+from typing import Literal
 
 import orjson
 
 from nebula_core.models import DEFAULT_MODEL
+from nebula_core.testing._bodies import RATE_LIMIT_BODIES, RateLimitBody
+from nebula_core.testing._compute import ComputeModel
+from nebula_core.testing._encoding import (
+    EXTRA_FIELDS,
+    VECTOR_STYLES,
+    ExtraFields,
+    VectorStyle,
+    styled_vector_json,
+)
+from nebula_core.testing._endpoint import EmbeddingsEndpoint
 from nebula_core.testing._faults import Fault, FaultSchedule
-from nebula_core.testing._server import EmulatorServer, Headers, Request
+from nebula_core.testing._long_inputs import LongInputMode, LongInputPolicy
+from nebula_core.testing._ratelimit import RateLimitAlgorithm, RateLimiter
+from nebula_core.testing._recorder import RecordedRequest, Recorder
+from nebula_core.testing._server import EmulatorServer, Request
 from nebula_core.testing._service import EmbeddingsService
-from nebula_core.testing._vectors import count_tokens, vector_json
+from nebula_core.testing._stats import EmulatorStats, StatsCounter
+from nebula_core.testing._tokens import default_tokenizer
 from nebula_core.testing._wire import Reply, error_reply
+
+#: Default of `max_body_bytes` when a proxy limit is asked for without a size (nginx's is 1m).
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 __all__ = ["TRANSIENT_FAULTS", "NebulaEmulator", "RecordedRequest"]
 
@@ -27,24 +44,6 @@ TRANSIENT_FAULTS: tuple[Fault, ...] = (
     Fault.drop(),
     Fault.truncate(),
 )
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """One request as the emulator saw it.
-
-    `model`/`inputs` are None when the body did not say (or for non-embeddings requests);
-    `status` is 0 when the connection was dropped without an answer; `fault` is the name of
-    the fault applied, e.g. "status:429"; `headers` ignore case, Authorization is masked.
-    """
-
-    model: str | None
-    inputs: list[str] | None
-    status: int
-    fault: str | None
-    headers: dict[str, str]
-    path: str
-    method: str = "POST"
 
 
 class NebulaEmulator:
@@ -61,6 +60,13 @@ class NebulaEmulator:
             vectors = client.embed(["hello"]).embeddings
             assert vectors[0] == emu.embedding("hello")
             assert emu.embeddings_requests[0].fault == "status:429"
+
+    The keywords after `quiet` make it behave like a real deployment, each off by default:
+    a GPU (`capacity`, `seconds_per_*`), per-key rate limits (`requests_per_minute`,
+    `tokens_per_minute`, `rate_limit_*`), per-input token limits (`max_input_tokens`,
+    `long_input`), a proxy (`max_body_bytes`), wire formats (`honour_encoding_format`,
+    `extra_fields`, `vectors`) and keep-alive idle closes (`idle_timeout`); see
+    docs/emulator.md. `emu.stats` counts what happened.
     """
 
     def __init__(
@@ -75,6 +81,23 @@ class NebulaEmulator:
         seed: int = 0,
         unknown_model_dimensions: int = 768,
         quiet: bool = True,
+        capacity: int | None = None,
+        seconds_per_request: float = 0.0,
+        seconds_per_input: float = 0.0,
+        seconds_per_token: float = 0.0,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        rate_limit_algorithm: RateLimitAlgorithm = "bucket",
+        rate_limit_time_scale: float = 1.0,
+        rate_limit_headers: bool = False,
+        rate_limit_body: RateLimitBody = "openai",
+        max_input_tokens: int | Mapping[str, int] | None = None,
+        long_input: LongInputMode | None = None,
+        max_body_bytes: int | None = None,
+        honour_encoding_format: bool = False,
+        extra_fields: ExtraFields = "allow",
+        idle_timeout: float | None = None,
+        vectors: VectorStyle = "unit",
     ) -> None:
         if not api_key or not isinstance(api_key, str):
             raise ValueError("api_key must be a non-empty string")
@@ -84,11 +107,16 @@ class NebulaEmulator:
             raise ValueError(
                 f"unknown_model_dimensions must be >= 1, got {unknown_model_dimensions!r}"
             )
+        _check_choice("rate_limit_body", rate_limit_body, RATE_LIMIT_BODIES)
+        _check_choice("extra_fields", extra_fields, EXTRA_FIELDS)
+        _check_choice("vectors", vectors, VECTOR_STYLES)
+        for name, size in (("max_body_bytes", max_body_bytes), ("idle_timeout", idle_timeout)):
+            if size is not None and not (isinstance(size, (int, float)) and size > 0):
+                raise ValueError(f"{name} must be None or > 0, got {size!r}")
         self._host = host
         self._port = port
         self._api_key = api_key
         self._quiet = quiet
-        self.latency = latency
         self._service = EmbeddingsService(
             api_key=api_key,
             max_inputs_per_request=max_inputs_per_request,
@@ -97,8 +125,45 @@ class NebulaEmulator:
             unknown_model_dimensions=unknown_model_dimensions,
         )
         self._faults = FaultSchedule()
-        self._records: list[RecordedRequest] = []
-        self._records_lock = threading.Lock()
+        self._stats = StatsCounter()
+        #: The GPU: `capacity` and seconds per request/input/token, changeable while running.
+        self.compute = ComputeModel(
+            capacity=capacity,
+            seconds_per_request=seconds_per_request,
+            seconds_per_input=seconds_per_input,
+            seconds_per_token=seconds_per_token,
+        )
+        #: Per-key requests/tokens per minute, changeable while running.
+        self.rate_limits = RateLimiter(
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            algorithm=rate_limit_algorithm,
+            time_scale=rate_limit_time_scale,
+        )
+        #: Token limit per input (`max_input_tokens`) and what answers it (`long_input`).
+        self.long_inputs = LongInputPolicy(max_input_tokens=max_input_tokens, long_input=long_input)
+        endpoint = EmbeddingsEndpoint(
+            self._service,
+            self._faults,
+            self.compute,
+            self.rate_limits,
+            self.long_inputs,
+            self._stats,
+        )
+        endpoint.max_body_bytes = max_body_bytes
+        endpoint.rate_limit_headers = rate_limit_headers
+        endpoint.rate_limit_body = rate_limit_body
+        endpoint.honour_encoding_format = honour_encoding_format
+        endpoint.extra_fields = extra_fields
+        endpoint.vectors = vectors
+        #: The embeddings endpoint: its options (`max_body_bytes`, `rate_limit_headers`,
+        #: `rate_limit_body`, `honour_encoding_format`, `extra_fields`, `vectors`) are
+        #: attributes that may be changed while running.
+        self.endpoint = endpoint
+        self.latency = latency
+        self._idle_timeout = idle_timeout
+        self._connection_base = (0, 0)
+        self._recorder = Recorder()
         self._server: EmulatorServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -108,6 +173,8 @@ class NebulaEmulator:
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         server = EmulatorServer(self._host, self._port, self._handle, quiet=self._quiet)
+        server.idle_timeout = self._idle_timeout
+        self._connection_base = (0, 0)
         server.start()
         self._server = server
         return self
@@ -159,13 +226,26 @@ class NebulaEmulator:
     @property
     def latency(self) -> float:
         """Seconds added to every embeddings request; may be changed while running."""
-        return self._latency
+        return self.endpoint.latency
 
     @latency.setter
     def latency(self, seconds: float) -> None:
         if not seconds >= 0:
             raise ValueError(f"latency must be >= 0 seconds, got {seconds!r}")
-        self._latency = float(seconds)
+        self.endpoint.latency = float(seconds)
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds a keep-alive connection may idle before the server closes it (None: never)."""
+        return self._idle_timeout
+
+    @idle_timeout.setter
+    def idle_timeout(self, seconds: float | None) -> None:
+        if seconds is not None and not seconds > 0:
+            raise ValueError(f"idle_timeout must be None or > 0 seconds, got {seconds!r}")
+        self._idle_timeout = seconds
+        if self._server is not None:
+            self._server.idle_timeout = seconds
 
     def enqueue(self, *faults: Fault) -> None:
         """Script faults: each is used up by the next POST /embeddings, first in first out."""
@@ -183,38 +263,75 @@ class NebulaEmulator:
 
     def reset(self) -> None:
         """Forget recorded requests, scripted faults and the fault rate, and restart the
-        shuffle sequence, so the next request is answered as by a fresh emulator."""
+        shuffle sequence, the counters of `stats` and the rate limits' allowance, so the next
+        request is answered as by a fresh emulator."""
         self._faults.clear()
         self._service.restart_order()
-        with self._records_lock:
-            self._records.clear()
+        self._stats.reset()
+        self.rate_limits.reset()
+        self.compute.reset_peaks()
+        server = self._server
+        if server is not None:
+            self._connection_base = (server.connections_opened, server.connections_closed_idle)
+        self._recorder.clear()
 
     # -- what happened -----------------------------------------------------------------------
 
     @property
     def requests(self) -> list[RecordedRequest]:
         """Every request so far, oldest first (a copy)."""
-        with self._records_lock:
-            return list(self._records)
+        return self._recorder.requests()
 
     @property
     def embeddings_requests(self) -> list[RecordedRequest]:
         """Only the POST .../embeddings requests."""
         return [r for r in self.requests if r.method == "POST" and r.path.endswith("/embeddings")]
 
+    @property
+    def stats(self) -> EmulatorStats:
+        """Counters since the start (or `reset()`): requests, rate-limit rejections, tokens,
+        statuses, peak concurrent computations, connections and idle closes."""
+        server = self._server
+        opened, idle = (
+            (server.connections_opened, server.connections_closed_idle) if server else (0, 0)
+        )
+        return self._stats.snapshot(
+            peak_computing=self.compute.peak_computing,
+            connections=opened - self._connection_base[0],
+            idle_closed=idle - self._connection_base[1],
+        )
+
     # -- the answers, for assertions ---------------------------------------------------------
 
-    def embedding(self, text: str, model: str = DEFAULT_MODEL) -> list[float]:
-        """Exactly the vector the emulator returns for `text` under `model`."""
+    def embedding(
+        self,
+        text: str,
+        model: str = DEFAULT_MODEL,
+        dtype: Literal["float64", "float32"] = "float64",
+    ) -> list[float]:
+        """Exactly the vector the emulator returns for `text` under `model`.
+
+        With `long_input="truncate"` an over-long text gets the vector of its truncation, as
+        on the wire. `dtype="float32"` gives the values a base64 answer carries.
+        """
+        limit = self.long_inputs.limit(model)
+        tokenizer = default_tokenizer(model)
+        if self.long_inputs.long_input == "truncate" and tokenizer.count(text) > limit:
+            text = tokenizer.truncate(text, limit)
+        dims = self._service.dimensions(model)
         vector: list[float] = orjson.loads(
-            vector_json(model, self._service.dimensions(model), text)
+            styled_vector_json(model, dims, text, self.endpoint.vectors)
         )
+        if dtype == "float32":
+            vector = list(struct.unpack(f"<{dims}f", struct.pack(f"<{dims}f", *vector)))
+        elif dtype != "float64":
+            raise ValueError(f'dtype must be "float64" or "float32", got {dtype!r}')
         return vector
 
     @staticmethod
-    def count_tokens(text: str) -> int:
-        """The tokens the emulator bills for `text` (and checks against the context length)."""
-        return count_tokens(text)
+    def count_tokens(text: str, model: str = DEFAULT_MODEL) -> int:
+        """The tokens the emulator bills for `text` (and checks against the token limit)."""
+        return default_tokenizer(model).count(text)
 
     # -- serving -----------------------------------------------------------------------------
 
@@ -240,49 +357,16 @@ class NebulaEmulator:
             reply = Reply(200, b'{"status":"ok"}')
         else:
             reply = error_reply(404, f"No route for GET {request.path}.")
-        self._record(request, reply.status, None, None, None)
+        self._recorder.record(request, reply.status, None, None, None)
         return reply
 
     def _embeddings(self, request: Request) -> Reply:
-        fault = self._faults.next()
-        call = self._service.parse(request.body)
-        wait = self._latency + (fault.seconds if fault else 0.0)
-        if wait and self._server is not None:
-            self._server.stopping.wait(wait)  # stop() cuts a long delay short
-
-        reply = fault.replacement() if fault else None
-        if reply is None:
-            service = self._service
-            reply = service.authenticate(request.headers.get("Authorization")) or call.problem
-            if reply is None:
-                assert call.model is not None and call.inputs is not None
-                reply = service.embed(call.model, call.inputs)
-            if fault:
-                reply = fault.mangle(reply)
-        self._record(request, reply.status, call.model, call.inputs, fault)
+        outcome = self.endpoint.handle(request, self._running().stopping)
+        reply = outcome.reply
+        self._recorder.record(request, reply.status, outcome.model, outcome.inputs, outcome.fault)
         return reply
 
-    def _record(
-        self,
-        request: Request,
-        status: int,
-        model: str | None,
-        inputs: list[str] | None,
-        fault: Fault | None,
-    ) -> None:
-        # Recorded before the reply is sent, so a test sees it as soon as its call returns.
-        headers = Headers(request.headers.items())
-        if "authorization" in headers:
-            scheme = headers["authorization"].split(" ", 1)[0]
-            headers["authorization"] = "Bearer ***" if scheme.lower() == "bearer" else "***"
-        record = RecordedRequest(
-            model=model,
-            inputs=inputs,
-            status=status,
-            fault=fault.name if fault else None,
-            headers=headers,
-            path=request.path,
-            method=request.method,
-        )
-        with self._records_lock:
-            self._records.append(record)
+
+def _check_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")

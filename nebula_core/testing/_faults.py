@@ -1,6 +1,6 @@
 """Scriptable failures: what each fault does to one embeddings request, and which request gets it.
 
-A fault either replaces the service's answer (status, quota_exhausted, html_error, drop,
+A fault either replaces the service's answer (status, quota_exhausted, html_error, cloudflare, drop,
 malformed_json, redirect), postpones it (delay), or mangles a successful answer (truncate,
 corrupt). Faults replace the answer before the key is checked, like a failing load balancer
 in front of the service would.
@@ -17,14 +17,16 @@ from typing import Literal, get_args
 
 import orjson
 
+from nebula_core.testing._bodies import cloudflare_reply
 from nebula_core.testing._wire import Reply, error_reply, html_reply
 
-__all__ = ["CORRUPTIONS", "Corruption", "Fault", "FaultKind", "FaultSchedule"]
+__all__ = ["CORRUPTIONS", "PROXY_FAULTS", "Corruption", "Fault", "FaultKind", "FaultSchedule"]
 
 FaultKind = Literal[
     "status",
     "quota_exhausted",
     "html_error",
+    "cloudflare",
     "delay",
     "drop",
     "truncate",
@@ -96,6 +98,12 @@ class Fault:
         return cls("html_error", code=code)
 
     @classmethod
+    def cloudflare(cls, code: int = 522) -> Fault:
+        """Cloudflare's own HTML error page (520-524): the edge could not get an answer."""
+        _check_code(code, 520, 524)
+        return cls("cloudflare", code=code)
+
+    @classmethod
     def delay(cls, seconds: float) -> Fault:
         """Answer normally after `seconds`: provokes client read timeouts."""
         if not seconds >= 0:
@@ -137,7 +145,7 @@ class Fault:
             return f"corrupt:{self.corruption}"
         if self.kind == "delay":
             return f"delay:{self.seconds:g}"
-        if self.kind in ("status", "html_error", "redirect"):
+        if self.kind in ("status", "html_error", "cloudflare", "redirect"):
             return f"{self.kind}:{self.code}"
         return self.kind
 
@@ -156,6 +164,9 @@ class Fault:
         if self.kind == "html_error":
             assert self.code is not None
             return html_reply(self.code)
+        if self.kind == "cloudflare":
+            assert self.code is not None
+            return cloudflare_reply(self.code)
         if self.kind == "drop":
             return Reply(0, delivery="drop")
         if self.kind == "malformed_json":
@@ -262,3 +273,12 @@ class FaultSchedule:
             self._queue.clear()
             self._rate = 0.0
             self._random_faults = ()
+
+
+#: What a proxy or CDN in front of the service answers when the service behind it fails:
+#: nginx's HTML 502 and 504 pages and Cloudflare's 520-524 pages. All are retryable.
+PROXY_FAULTS: tuple[Fault, ...] = (
+    Fault.html_error(502),
+    Fault.html_error(504),
+    *(Fault.cloudflare(code) for code in range(520, 525)),
+)

@@ -80,6 +80,10 @@ class EmulatorServer(ThreadingHTTPServer):
         self.app = app
         self.quiet = quiet
         self.stopping = threading.Event()
+        #: Seconds a keep-alive connection may sit idle before the server closes it (None: never).
+        self.idle_timeout: float | None = None
+        self.connections_opened = 0
+        self.connections_closed_idle = 0
         self._connections: dict[socket.socket, threading.Thread] = {}
         self._connections_lock = threading.Lock()
         self._accept_thread = threading.Thread(target=self._accept, daemon=True)
@@ -132,7 +136,12 @@ class EmulatorServer(ThreadingHTTPServer):
             if self.stopping.is_set():
                 return False
             self._connections[connection] = threading.current_thread()
+            self.connections_opened += 1
             return True
+
+    def count_idle_close(self) -> None:
+        with self._connections_lock:
+            self.connections_closed_idle += 1
 
     def untrack(self, connection: socket.socket) -> None:
         with self._connections_lock:
@@ -173,6 +182,33 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self.server.untrack(self.connection)
+
+    def handle_one_request(self) -> None:
+        idle = self.server.idle_timeout
+        if idle is not None and not self._readable_within(idle):
+            # Like a server's keep-alive timeout: close quietly, between requests, with no
+            # answer. A client that reuses the socket meets a closed or reset connection.
+            self.close_connection = True
+            self.server.count_idle_close()
+            return
+        super().handle_one_request()
+
+    def _readable_within(self, seconds: float) -> bool:
+        """Whether the client sent something (or hung up) within `seconds`.
+
+        Peeks at the socket, so nothing is consumed; clients do not pipeline, so the read
+        buffer is empty between requests and the socket tells the whole story.
+        """
+        self.connection.settimeout(seconds)
+        try:
+            self.connection.recv(1, socket.MSG_PEEK)
+        except TimeoutError:
+            return False
+        except OSError:
+            return True  # reset or shut down: the normal read path reports it
+        finally:
+            self.connection.settimeout(self.timeout)
+        return True
 
     def log_message(self, format: str, *args: Any) -> None:
         if not self.server.quiet:

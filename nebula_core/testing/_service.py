@@ -11,13 +11,10 @@ from dataclasses import dataclass
 import orjson
 
 from nebula_core.models import MODELS
-from nebula_core.testing._vectors import count_tokens, vector_json
-from nebula_core.testing._wire import Reply, embeddings_body, error_reply
+from nebula_core.testing._encoding import Encoding, VectorStyle, base64_json, styled_vector_json
+from nebula_core.testing._wire import Reply, embeddings_body, error_reply, inputs_at
 
 __all__ = ["EmbeddingsCall", "EmbeddingsService"]
-
-#: Context length assumed for model ids the catalogue does not know.
-UNKNOWN_MODEL_CONTEXT_TOKENS = 8192
 
 #: A chat model in the platform catalogue, so clients must filter on `model_type`.
 _TEXT_MODEL = {
@@ -34,6 +31,7 @@ class EmbeddingsCall:
     model: str | None
     inputs: list[str] | None
     problem: Reply | None  # the 400 to send when the body is not a valid request
+    fields: dict[str, object] | None = None  # the body's JSON object, when it was one
 
 
 class EmbeddingsService:
@@ -102,13 +100,13 @@ class EmbeddingsService:
             return _bad(known_model, None, f'"input" must be a list of strings, got {kind}.')
         if known_inputs is None:
             wrong = [i for i, text in enumerate(inputs) if not isinstance(text, str)]
-            where = _inputs_at(wrong)
+            where = inputs_at(wrong)
             message = f'"input" must be a list of strings; {where} not a string.'
             return _bad(known_model, None, message)
-        return EmbeddingsCall(known_model, known_inputs, None)
+        return EmbeddingsCall(known_model, known_inputs, None, request)
 
-    def embed(self, model: str, inputs: Sequence[str]) -> Reply:
-        """Embed a parsed request, or refuse it the way the service does (400/413)."""
+    def check(self, inputs: Sequence[str]) -> Reply | None:
+        """The service's refusal of a parsed request (400/413 on count or blanks), or None."""
         if not inputs:
             return error_reply(400, '"input" must not be empty.')
         cap = self.max_inputs_per_request
@@ -120,26 +118,28 @@ class EmbeddingsService:
             return error_reply(413, message)
         blank = [i for i, text in enumerate(inputs) if not text.strip()]
         if blank:
-            return error_reply(400, f"{_inputs_at(blank)} empty or whitespace-only.")
-        tokens = [count_tokens(text) for text in inputs]
-        info = MODELS.get(model)
-        context = info.context_tokens if info and info.context_tokens else None
-        limit = context or UNKNOWN_MODEL_CONTEXT_TOKENS
-        too_long = [i for i, count in enumerate(tokens) if count > limit]
-        if too_long:
-            message = (
-                f"{_inputs_at(too_long)} too long for {model}: {max(tokens)} tokens, "
-                f"but the context length is {limit} tokens."
-            )
-            return error_reply(400, message)
+            return error_reply(400, f"{inputs_at(blank)} empty or whitespace-only.")
+        return None
 
+    def answer(
+        self,
+        model: str,
+        texts: Sequence[str],
+        prompt_tokens: int,
+        *,
+        encoding: Encoding = "float",
+        vectors: VectorStyle = "unit",
+    ) -> Reply:
+        """The 200 for checked, possibly truncated `texts`, in shuffled order."""
         dims = self.dimensions(model)
-        order = list(range(len(inputs)))
+        order = list(range(len(texts)))
         if self.shuffle:
             # The service does not keep input order; a seeded shuffle makes that reproducible.
             random.Random(self.seed * 1_000_003 + next(self._calls)).shuffle(order)  # noqa: S311
-        items = [(i, vector_json(model, dims, inputs[i])) for i in order]
-        return Reply(200, embeddings_body(model, items, sum(tokens)))
+        items = [(i, styled_vector_json(model, dims, texts[i], vectors)) for i in order]
+        if encoding == "base64":
+            items = [(i, base64_json(vector)) for i, vector in items]
+        return Reply(200, embeddings_body(model, items, prompt_tokens))
 
     @staticmethod
     def models() -> Reply:
@@ -172,12 +172,3 @@ class EmbeddingsService:
 
 def _bad(model: str | None, inputs: list[str] | None, message: str) -> EmbeddingsCall:
     return EmbeddingsCall(model, inputs, error_reply(400, message))
-
-
-def _inputs_at(positions: Sequence[int]) -> str:
-    """ "Input at index 3 is" or "Inputs at indices 1, 4, 7 are", capped for huge batches."""
-    if len(positions) == 1:
-        return f"Input at index {positions[0]} is"
-    shown = ", ".join(map(str, positions[:10]))
-    more = f" and {len(positions) - 10} more" if len(positions) > 10 else ""
-    return f"Inputs at indices {shown}{more} are"

@@ -27,9 +27,11 @@ from operator import add, mul, truediv
 
 import orjson
 
+from nebula_core.models import DEFAULT_MODEL
+from nebula_core.testing._tokens import default_tokenizer
+
 __all__ = ["count_tokens", "vector_json"]
 
-_TOKENS = re.compile(r"\w+|[^\w\s]")
 _WORDS = re.compile(r"\w+")
 
 #: Function words that would otherwise make every English sentence look alike.
@@ -62,7 +64,7 @@ _MAX_CACHED_WORDS = 200_000
 
 def count_tokens(text: str) -> int:
     """Emulator tokens: words and punctuation marks, plus the two special tokens a BERT adds."""
-    return len(_TOKENS.findall(text)) + 2
+    return default_tokenizer(DEFAULT_MODEL).count(text)
 
 
 def _encode(text: str) -> bytes:

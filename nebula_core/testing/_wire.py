@@ -9,7 +9,15 @@ from typing import Literal
 
 import orjson
 
-__all__ = ["Reply", "embeddings_body", "error_reply", "html_reply", "status_phrase", "usage"]
+__all__ = [
+    "Reply",
+    "embeddings_body",
+    "error_reply",
+    "html_reply",
+    "inputs_at",
+    "status_phrase",
+    "usage",
+]
 
 #: What the service plausibly says for each status; the error `type` follows OpenAI's names.
 _ERRORS: dict[int, tuple[str, str]] = {
@@ -107,3 +115,12 @@ def usage(prompt_tokens: int) -> dict[str, int | None]:
         "completion_tokens_details": None,
         "prompt_tokens_details": None,
     }
+
+
+def inputs_at(positions: Sequence[int]) -> str:
+    """ "Input at index 3 is" or "Inputs at indices 1, 4, 7 are", capped for huge batches."""
+    if len(positions) == 1:
+        return f"Input at index {positions[0]} is"
+    shown = ", ".join(map(str, positions[:10]))
+    more = f" and {len(positions) - 10} more" if len(positions) > 10 else ""
+    return f"Inputs at indices {shown}{more} are"

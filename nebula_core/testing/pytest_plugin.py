@@ -5,6 +5,9 @@ so test sessions that never use them pay nothing. Options go through a marker::
 
     @pytest.mark.nebula_emulator(max_inputs_per_request=8, latency=0.05)
     def test_splits_batches(nebula_env): ...
+
+    @pytest.mark.nebula_emulator(requests_per_minute=60, rate_limit_headers=True)
+    def test_paces_to_the_tier(nebula_emulator): ...
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "nebula_emulator(**options): keyword arguments for the nebula_emulator fixture's "
-        "NebulaEmulator (max_inputs_per_request, latency, shuffle, seed, ...)",
+        "NebulaEmulator (max_inputs_per_request, latency, shuffle, seed, capacity, "
+        "seconds_per_token, requests_per_minute, tokens_per_minute, long_input, "
+        "max_body_bytes, honour_encoding_format, idle_timeout, vectors, ...)",
     )
 
 
