@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nebula_core._pacing import Pacer, Permit  # noqa: E402
+from nebula_core._pacing import Pacer, Permit
 
 RESULTS = Path(__file__).with_name("results-pacing.md")
 
@@ -157,7 +157,8 @@ def main() -> None:
         "round trip 0.15-0.4 s, and is not told the limit. 10 simulated minutes per row.",
         "Targets (issue 14): accepted >= 90% of the limit, <= 5% of requests answered 429.",
         "",
-        "| limit (req/min) | headers | seed | accepted / limit | 429s / requests | learned (req/min) |",
+        "| limit (req/min) | headers | seed | accepted / limit | 429s / requests "
+        "| learned (req/min) |",
         "|---|---|---|---|---|---|",
     ]
     for r, seed in zip(rows, [1, 2, 3] * 10, strict=False):

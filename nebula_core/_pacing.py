@@ -210,9 +210,10 @@ class _Limit:
             estimate = max(estimate, (limit - remaining - 0.5) / reset)
         elif self.header_rate is not None:
             estimate = self.header_rate
-        first = self.header_rate is None
+        previous = self.header_rate
+        first = previous is None
         self.refill(now)
-        self.header_rate = estimate if first else 0.7 * self.header_rate + 0.3 * estimate
+        self.header_rate = estimate if previous is None else 0.7 * previous + 0.3 * estimate
         self.aimd_rate = None
         self.ceiling = None
         rate = self.refill(now)
