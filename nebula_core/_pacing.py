@@ -142,6 +142,9 @@ class _Limit:
         self.share = share
         self.adaptive = adaptive
         self.header_rate: float | None = None  # the whole tier's rate, per second
+        self.bounds_for: float | None = None  # the header limit the bounds below belong to
+        self.low_bound = 0.0
+        self.high_bound = math.inf
         self.aimd_rate: float | None = None  # this process's rate, per second
         self.ceiling: float | None = None
         self.accepted: deque[tuple[float, float]] = deque(maxlen=WINDOW_ANSWERS)
@@ -182,7 +185,7 @@ class _Limit:
         # Before any rate is known, count only answers since the first 429: those before it
         # were the service's burst allowance, not its rate.
         since = now - WINDOW_SECONDS
-        if self.aimd_rate is None and self.first_429 is not None:
+        if self.ceiling is None and self.first_429 is not None:
             since = max(since, self.first_429)
         recent = [(t, a) for t, a in self.accepted if t >= since]
         if len(recent) < MIN_SAMPLES:
@@ -206,14 +209,22 @@ class _Limit:
         # `remaining`; a fixed window still allows `limit` a minute on average.
         estimate = limit / 60.0
         if remaining is not None and reset is not None and reset > 0 and limit > remaining:
-            # `remaining` is rounded down while `reset` is exact: count half a unit more.
-            estimate = max(estimate, (limit - remaining - 0.5) / reset)
+            # `remaining` is rounded down and `reset` exact, so each answer bounds the rate
+            # between (limit - remaining - 1) / reset and (limit - remaining) / reset. Pace in
+            # the middle of what every answer since agrees on (the remaining count below keeps
+            # a guess on the high side from costing 429s).
+            low = max(0.0, limit - remaining - 1.0) / reset
+            high = (limit - remaining) / reset
+            if self.bounds_for != limit or low > self.high_bound or high < self.low_bound:
+                self.bounds_for, self.low_bound, self.high_bound = limit, low, high
+            else:
+                self.low_bound = max(self.low_bound, low)
+                self.high_bound = min(self.high_bound, high)
+            estimate = max(estimate, (self.low_bound + self.high_bound) / 2)
         elif self.header_rate is not None:
             estimate = self.header_rate
-        previous = self.header_rate
-        first = previous is None
-        self.refill(now)
-        self.header_rate = estimate if previous is None else 0.7 * previous + 0.3 * estimate
+        running = self.refill(now) is not None
+        self.header_rate = estimate
         self.aimd_rate = None
         self.ceiling = None
         rate = self.refill(now)
@@ -221,7 +232,7 @@ class _Limit:
             return
         # The service's count is the truth for every process sharing the key.
         allowed = remaining * self.share - others_in_flight
-        if first:
+        if not running:
             self.level = min(self.capacity(rate), allowed)
         else:
             self.level = min(self.level, allowed)
