@@ -14,13 +14,14 @@ import requests.auth
 from nebula_core._config import ClientConfig, Secret
 from nebula_core._response import error_for_status, server_message
 from nebula_core._retry import parse_retry_after
+from nebula_core._version import __version__
 from nebula_core.errors import APIConnectionError, APITimeoutError
 
 __all__ = ["USER_AGENT", "Answer", "Transport"]
 
 logger = logging.getLogger("nebula_core")
 
-USER_AGENT = "nebulablock-embeddings/0.1.0 (python-requests)"
+USER_AGENT = f"nebulablock-embeddings/{__version__} (python-requests)"
 
 
 @dataclass(frozen=True)
