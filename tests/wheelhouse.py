@@ -165,6 +165,7 @@ class Wheelhouse:
                     str(path / "bin" / "python"),
                     "install",
                     "--quiet",
+                    "--no-compile",  # bytecode is written on import, for what runs
                     f"{self.wheel}{parsed.extras}",
                     *parsed.requirements,
                     *harness,
