@@ -46,7 +46,10 @@ def main(extra: str) -> dict[str, object]:
         if extra == "core":
             from nebula_core import NebulaClient  # noqa: PLC0415
 
-            for adapter, needs in [("langchain_nebula", "langchain"), ("llama_index_nebula", "llama-index")]:
+            for adapter, needs in [
+                ("langchain_nebula", "langchain"),
+                ("llama_index_nebula", "llama-index"),
+            ]:
                 try:
                     importlib.import_module(adapter)
                 except ImportError as error:  # it must say what to install

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import tomllib
 import zipfile
 from pathlib import Path
 
@@ -25,7 +24,12 @@ from tests.wheelhouse import ROOT, Wheelhouse, clean_env
 
 pytestmark = pytest.mark.wheel
 
-PACKAGES = ["nebula_core", "langchain_nebula", "llama_index_nebula", "llama_index/embeddings/nebula"]
+PACKAGES = [
+    "nebula_core",
+    "langchain_nebula",
+    "llama_index_nebula",
+    "llama_index/embeddings/nebula",
+]
 SMOKE = Path(__file__).with_name("installed_smoke.py")
 
 
@@ -37,11 +41,24 @@ def _tracked_modules() -> set[str]:
     return {path for path in listed if path.endswith((".py", "py.typed"))}
 
 
+def _metadata(wheel: Path) -> str:
+    with zipfile.ZipFile(wheel) as archive:
+        return archive.read(f"nebulablock_embeddings-{__version__}.dist-info/METADATA").decode()
+
+
 def test_one_version_everywhere(wheelhouse: Wheelhouse) -> None:
-    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
-    assert "version" in pyproject["project"]["dynamic"]
-    assert pyproject["tool"]["hatch"]["version"]["path"] == "nebula_core/_version.py"
-    assert USER_AGENT == f"nebulablock-embeddings/{__version__} (python-requests)"
+    """nebula_core/_version.py is the only place the version is written."""
+    pyproject = (ROOT / "pyproject.toml").read_text("utf-8")
+    assert '[tool.hatch.version]\npath = "nebula_core/_version.py"' in pyproject
+    assert 'dynamic = ["version"]' in pyproject
+    repeats = [
+        path
+        for path in _tracked_modules() | {"pyproject.toml"}
+        if path != "nebula_core/_version.py" and __version__ in (ROOT / path).read_text("utf-8")
+    ]
+    assert not repeats, f"the version is written by hand in {repeats}"
+    assert f"\nVersion: {__version__}\n" in _metadata(wheelhouse.wheel)
+    assert f"nebulablock-embeddings/{__version__} (python-requests)" == USER_AGENT
     assert wheelhouse.wheel.name == f"nebulablock_embeddings-{__version__}-py3-none-any.whl"
     changelog = (ROOT / "CHANGELOG.md").read_text("utf-8")
     assert "## [Unreleased]" in changelog
@@ -59,10 +76,11 @@ def test_metadata_renders_and_classifiers_are_known(wheelhouse: Wheelhouse) -> N
     assert done.returncode == 0, done.stdout + done.stderr
     from trove_classifiers import classifiers  # noqa: PLC0415 - a dev dependency
 
-    declared = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
-    assert set(declared["classifiers"]) <= classifiers
-    assert "Programming Language :: Python :: 3.10" in declared["classifiers"]
-    assert declared["urls"]
+    metadata = _metadata(wheel).splitlines()
+    declared = {line.removeprefix("Classifier: ") for line in metadata if "Classifier: " in line}
+    assert declared <= classifiers, declared - classifiers
+    assert {f"Programming Language :: Python :: 3.{minor}" for minor in range(10, 14)} <= declared
+    assert "Project-URL: Homepage, https://www.nebulablock.com" in metadata
 
 
 def test_wheel_holds_every_module_the_license_and_the_plugin(wheelhouse: Wheelhouse) -> None:

@@ -123,9 +123,7 @@ def _marks(block: Block) -> list[pytest.MarkDecorator]:
     return [pytest.mark.wheel] + ([pytest.mark.ray] if "ray" in block.install.extras else [])
 
 
-@pytest.mark.parametrize(
-    "block", [pytest.param(b, id=b.where, marks=_marks(b)) for b in RUNNABLE]
-)
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.where, marks=_marks(b)) for b in RUNNABLE])
 def test_block_runs_after_only_its_install_line(
     block: Block, wheelhouse: Wheelhouse, nebula_emulator: NebulaEmulator, tmp_path: Path
 ) -> None:
