@@ -56,7 +56,7 @@ class InstallLine:
         others = tuple(word for word in words[2:] if word != ours[0])
         if any(word.startswith("-") for word in others):
             raise InstallLineError(f"{text!r}: pip options are not part of an install line")
-        return cls(text=" ".join(words), extras=extras, requirements=others)
+        return cls(text=shlex.join(words), extras=extras, requirements=others)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
