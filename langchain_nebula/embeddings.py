@@ -6,12 +6,15 @@ query instructions are the core's, shared with the LlamaIndex adapter.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from langchain_core.embeddings import Embeddings
 from langchain_core.utils import from_env, secret_from_env
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 from typing_extensions import Self
 
-from nebula_core._adapters import client_options
+from nebula_core._adapters import BoundClient, client_options
+from nebula_core._codec import EncodingFormat
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -70,6 +73,8 @@ class NebulaEmbeddings(BaseModel, Embeddings):
             Client-side pacing to stay inside your account tier's limits.
         deadline: float | None
             Overall seconds one embed call may take, retries included.
+        encoding_format: "auto" | "base64" | "float"
+            Wire encoding of the vectors. Default "auto": base64, or floats if refused.
 
     Instantiate:
         ```python
@@ -156,8 +161,10 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     query_instruction: str | None = None
     """Query prefix: `None` uses the model's own, `""` none, any other string replaces it."""
 
-    default_headers: dict[str, str] | None = None
-    """Extra HTTP headers for every request (not `Authorization`: use `api_key`)."""
+    # Gateways put credentials in custom headers too: kept out of repr and dumps like the key.
+    default_headers: dict[str, str] | None = Field(default=None, exclude=True, repr=False)
+    """Extra HTTP headers for every request (not `Authorization`: use `api_key`). Never
+    printed or dumped."""
 
     requests_per_minute: float | None = None
     """Client-side request pacing, to stay inside the account tier's limit."""
@@ -168,20 +175,46 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     deadline: float | None = None
     """Overall seconds one embed call may take, retries and backoff included."""
 
-    _client: NebulaClient = PrivateAttr()
+    on_long_input: Literal["truncate", "average", "error"] = "truncate"
+    """Inputs over the model's token limit: cut (with a warning), average pieces, or raise."""
+    max_input_tokens: int | None = None
+    """Token limit per input; None uses the model catalogue's, or learns it from the service."""
+    max_tokens_per_request: int | None = None
+    """Cut batches by estimated tokens as well as by count."""
+    dimensions: int | None = None
+    """Matryoshka models only: keep the first `dimensions` values, re-normalized."""
+
+    _bound: BoundClient = PrivateAttr()
+    encoding_format: EncodingFormat = "auto"
+    """Wire encoding: `auto` asks for base64 float32 (4x smaller, cheaper to decode) and falls
+    back to float JSON for good if the service refuses it; `float` sends exactly the documented
+    body. Vectors are returned as lists of floats either way."""
 
     @model_validator(mode="after")
     def _build_client(self) -> Self:
-        # Built once here (and again if a field is reassigned) so that every call shares one
-        # connection pool and worker pool; the core validates the settings and the key.
-        key = self.api_key.get_secret_value() if self.api_key is not None else None
-        self._client = NebulaClient(api_key=key, **client_options(self))
+        # Built here so that bad settings fail at construction (and again on reassignment),
+        # and shared by every call: one connection pool and worker pool per set of settings.
+        try:
+            bound: BoundClient | None = self._bound
+        except AttributeError:
+            bound = None
+        self._bound = self._rebind(bound)
         return self
+
+    def _rebind(self, bound: BoundClient | None) -> BoundClient:
+        key = self.api_key.get_secret_value() if self.api_key is not None else None
+        options = client_options(self)
+        return bound.current(key, options) if bound else BoundClient.build(key, options)
 
     @property
     def client(self) -> NebulaClient:
-        """The shared client: `embeddings.client.stats` tells what the calls so far cost."""
-        return self._client
+        """The shared client: `embeddings.client.stats` tells what the calls so far cost.
+
+        Rebuilt when a connection setting differs from the one it was built with, as after
+        `model_copy(update={"base_url": ...})`, which skips validation.
+        """
+        self._bound = self._rebind(self._bound)
+        return self._bound.client
 
     def _queries(self, texts: list[str]) -> list[str]:
         return with_query_instruction(self.model, texts, self.query_instruction)
@@ -189,22 +222,22 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed passages as they are, batched and concurrent; `result[i]` is `texts[i]`'s."""
         with progress_bar(len(texts), self.show_progress) as on_progress:
-            return self._client.embed(
+            return self.client.embed(
                 texts, self.model, self.batch_size, on_progress=on_progress
             ).embeddings
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query, prefixed with the query instruction."""
-        return self._client.embed(self._queries([text]), self.model).embeddings[0]
+        return self.client.embed(self._queries([text]), self.model).embeddings[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """`embed_documents` without blocking the event loop."""
         with progress_bar(len(texts), self.show_progress) as on_progress:
-            result = await self._client.aembed(
+            result = await self.client.aembed(
                 texts, self.model, self.batch_size, on_progress=on_progress
             )
         return result.embeddings
 
     async def aembed_query(self, text: str) -> list[float]:
         """`embed_query` without blocking the event loop."""
-        return (await self._client.aembed(self._queries([text]), self.model)).embeddings[0]
+        return (await self.client.aembed(self._queries([text]), self.model)).embeddings[0]

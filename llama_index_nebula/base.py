@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal
 
 try:
     import llama_index.core.instrumentation as instrument
@@ -31,7 +31,8 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess by 
     ) from error
 from typing_extensions import Self
 
-from nebula_core._adapters import client_options
+from nebula_core._adapters import BoundClient, client_options
+from nebula_core._codec import EncodingFormat
 from nebula_core._job import ProgressCallback
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
@@ -79,7 +80,8 @@ class NebulaEmbedding(BaseEmbedding):
         ```
 
     Connection settings (`api_key`, `base_url`, `timeout`, `max_retries`, `max_concurrency`,
-    `default_headers`, `requests_per_minute`, `tokens_per_minute`, `deadline`) may be
+    `default_headers`, `requests_per_minute`, `tokens_per_minute`, `deadline`,
+    `encoding_format`) may be
     reassigned; the shared client is rebuilt on the next call. `num_workers` (LlamaIndex's
     async fan-out) is not used: concurrency is `max_concurrency`, sync and async alike.
     """
@@ -129,9 +131,19 @@ class NebulaEmbedding(BaseEmbedding):
     deadline: float | None = Field(
         default=None, description="Overall seconds one embed call may take, retries included."
     )
+    on_long_input: Literal["truncate", "average", "error"] = Field(
+        default="truncate", description="Over-long inputs: cut, average pieces, or raise."
+    )
+    max_input_tokens: int | None = Field(default=None, description="Token limit per input.")
+    max_tokens_per_request: int | None = Field(default=None, description="Tokens per batch.")
+    dimensions: int | None = Field(default=None, description="Matryoshka: first N values.")
+    encoding_format: EncodingFormat = Field(
+        default="auto",
+        description="Wire encoding: 'auto' asks for base64 and falls back to floats for good if "
+        "refused; 'float' sends exactly the documented body. Vectors are lists either way.",
+    )
 
-    _client: NebulaClient | None = PrivateAttr(default=None)
-    _client_settings: dict[str, Any] | None = PrivateAttr(default=None)
+    _bound: BoundClient | None = PrivateAttr(default=None)
 
     @classmethod
     def class_name(cls) -> str:
@@ -149,25 +161,25 @@ class NebulaEmbedding(BaseEmbedding):
         re-runs `__init__` with the fields, so an unpickled copy (another process, a Ray
         worker) keeps the very same key and URL without any environment variable.
         """
-        key = self.api_key
-        client = NebulaClient(
-            api_key=key.get_secret_value() if isinstance(key, SecretStr) else key,
-            **client_options(self),
-        )
+        client = NebulaClient(api_key=self._key(), **client_options(self))
         self.api_key = SecretStr(client.config.api_key.reveal())
         self.base_url = client.base_url
-        self._client, self._client_settings = client, self._settings()
+        # Bound to the settings as written back, so the next call sees no change.
+        self._bound = BoundClient(client, self._key(), client_options(self))
         return client
 
-    def _settings(self) -> dict[str, Any]:
-        return {"api_key": self.api_key, **client_options(self)}
+    def _key(self) -> str | None:
+        key = self.api_key
+        return key.get_secret_value() if isinstance(key, SecretStr) else key
 
     @property
     def client(self) -> NebulaClient:
-        """The shared core client; rebuilt if a connection setting was reassigned."""
-        if self._client is None or self._settings() != self._client_settings:
+        """The shared core client; rebuilt if a connection setting was reassigned or changed
+        by `model_copy(update=...)`."""
+        bound = self._bound
+        if bound is None or not bound.matches(self._key(), client_options(self)):
             return self._connect()
-        return self._client
+        return bound.client
 
     # -- LlamaIndex hooks: one line each over the core ---------------------------------------
 

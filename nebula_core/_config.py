@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from nebula_core._codec import ENCODING_FORMATS, EncodingFormat
 from nebula_core.errors import ConfigurationError
 
 __all__ = ["DEFAULT_BASE_URL", "ClientConfig", "Secret"]
@@ -87,6 +88,12 @@ def _resolve_base_url(base_url: str | None) -> str:
             f"base_url {value!r} is not an http(s) URL; use something like "
             f"{DEFAULT_BASE_URL!r} (set via base_url=... or NEBULA_BASE_URL)."
         )
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+    except ValueError:
+        raise ConfigurationError(
+            f"base_url {value!r} has an invalid port; ports are 1-65535."
+        ) from None
     if parts.username or parts.password:
         raise ConfigurationError(
             "base_url must not carry credentials; pass the key as api_key or NEBULA_API_KEY."
@@ -120,12 +127,14 @@ class ClientConfig:
     timeout: float
     max_retries: int
     max_concurrency: int
-    default_headers: Mapping[str, str]
+    # Gateways put credentials in custom headers: keep them out of repr like the key.
+    default_headers: Mapping[str, str] = field(repr=False)
     max_retry_wait: float
     retry_base_wait: float
     deadline: float | None
     requests_per_minute: float | None
     tokens_per_minute: float | None
+    encoding_format: EncodingFormat = "auto"
 
     @property
     def embeddings_url(self) -> str:
@@ -146,6 +155,7 @@ class ClientConfig:
         deadline: float | None,
         requests_per_minute: float | None,
         tokens_per_minute: float | None,
+        encoding_format: EncodingFormat = "auto",
     ) -> ClientConfig:
         """Resolve arguments against the environment and reject anything unusable."""
         _require(
@@ -178,6 +188,11 @@ class ClientConfig:
                 limit is None or limit > 0,
                 f"{name} must be a positive number or None, got {limit!r}.",
             )
+        _require(
+            encoding_format in ENCODING_FORMATS,
+            f"encoding_format must be one of {', '.join(ENCODING_FORMATS)}, "
+            f"got {encoding_format!r}.",
+        )
         headers = dict(default_headers or {})
         for name, value in headers.items():
             _require(
@@ -204,4 +219,5 @@ class ClientConfig:
             deadline=None if deadline is None else float(deadline),
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
+            encoding_format=encoding_format,
         )

@@ -6,10 +6,15 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from nebula_core._codec import Usage
+from nebula_core._codec import DecodedBatch, Output, Usage, require_numpy
+from nebula_core._long_inputs import LongInputPlan
 from nebula_core._retry import Cancelled
 from nebula_core.errors import DeadlineExceededError, NebulaError, ResponseFormatError
+
+if TYPE_CHECKING:
+    from nebula_core._codec import FloatArray
 
 __all__ = ["Job", "ProgressCallback"]
 
@@ -27,12 +32,20 @@ class Job:
         batch_size: int,
         deadline: float | None,
         on_progress: ProgressCallback | None,
+        plan: LongInputPlan | None = None,
+        output: Output = "list",
     ) -> None:
         self.texts = texts
         self.model = model
+        # The texts as planned for the model's token limit (pieces, cut texts) and how their
+        # vectors map back to the caller's inputs.
+        self.plan = plan or LongInputPlan(model, "truncate", None, texts)
+        self.output = output
+        # output="numpy": one (N, D) float32 array, allocated when the first batch tells D.
+        self.array: FloatArray | None = None
         # Placeholders that are freed one by one as vectors arrive keep the GC's allocation
         # count flat, so no collection walks the freshly parsed vectors mid-call.
-        self.vectors: list[list[float]] = [[] for _ in texts]
+        self.vectors: list[list[float]] = [[] for _ in texts] if output == "list" else []
         self.usage = Usage()
         self.requests = 0
         self.retries = 0
@@ -82,19 +95,28 @@ class Job:
         with self.lock:
             self.retries += 1
 
-    def store(self, start: int, vectors: list[list[float]], usage: Usage) -> None:
+    def store(self, start: int, batch: DecodedBatch) -> None:
+        count = len(batch)
+        # Converted outside the lock: other batches keep storing meanwhile.
+        vectors = batch.to_lists() if self.output == "list" else None
         with self.lock:
-            width = len(vectors[0])
+            width = batch.dimensions
             if self.dimensions is None:
                 self.dimensions = width
             elif width != self.dimensions:
                 raise ResponseFormatError(
                     f"The service returned {width}-dimensional vectors for inputs {start}.."
-                    f"{start + len(vectors) - 1} but {self.dimensions}-dimensional ones earlier "
+                    f"{start + count - 1} but {self.dimensions}-dimensional ones earlier "
                     "in the same call; a vector store cannot hold both. No vectors were returned."
                 )
-            self.vectors[start : start + len(vectors)] = vectors
-            self.usage = self.usage + usage
-            self.completed += len(vectors)
+            if vectors is not None:
+                self.vectors[start : start + count] = vectors
+            else:
+                if self.array is None:
+                    np = require_numpy()
+                    self.array = np.empty((len(self.texts), width), dtype=np.float32)
+                batch.fill(self.array[start : start + count])
+            self.usage = self.usage + batch.usage
+            self.completed += count
         if self.on_progress is not None:
-            self.on_progress(len(vectors))
+            self.on_progress(count)

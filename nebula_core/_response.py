@@ -1,12 +1,19 @@
-"""Error answers: the server's own message from any body shape, and the typed error per status."""
+"""Error answers: the server's own message from any body shape, and the typed error per status.
+
+`error_for_status` is the one place that decides what an error answer means; the retry policy
+(`_retry.should_retry`) then only looks at the class and status of the error it returns.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 
 import orjson
 
+from nebula_core._retry import parse_retry_after
 from nebula_core.errors import (
+    APITimeoutError,
     AuthenticationError,
     BadRequestError,
     NebulaError,
@@ -16,21 +23,47 @@ from nebula_core.errors import (
     ServerError,
 )
 
-__all__ = ["error_for_status", "server_message"]
+__all__ = [
+    "MAX_ERROR_BODY",
+    "QUOTA_ERROR_CODES",
+    "error_for_status",
+    "is_quota_exhausted",
+    "redact",
+    "server_message",
+]
 
-_QUOTA_WORDS = re.compile(r"quota|balance|insufficient|credit|exhausted|billing|top.?up", re.I)
+#: Most bytes of an error body that are read: enough for any message, and a proxy's 10 MB
+#: error page (or a body that never ends) cannot stall or bloat the client.
+MAX_ERROR_BODY = 64 * 1024
+
+#: `error.type` / `error.code` values that mean the account has run out, not that it is busy.
+QUOTA_ERROR_CODES = frozenset(
+    {"insufficient_quota", "quota_exceeded", "billing_hard_limit_reached"}
+)
+
+# Only these phrases, and only on a 429 without Retry-After: "billing", "exhausted",
+# "insufficient capacity" and the like also appear in ordinary throttling messages.
+_QUOTA_PHRASES = re.compile(
+    r"exceeded\s+your\s+current\s+quota|insufficient\s+(?:balance|credits?|funds)", re.I
+)
 _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.I | re.S)
 _MAX_MESSAGE = 300
+_MASK = "**********"
+
+
+def redact(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every occurrence of a secret masked (servers sometimes echo the key)."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, _MASK)
+    return text
 
 
 def server_message(body: bytes, content_type: str = "") -> str | None:
     """The service's own explanation from an error body, whatever shape it came in."""
     if not body:
         return None
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        payload = None
+    payload = _json(body)
     if payload is not None:
         message = _message_from_json(payload)
         if message:
@@ -41,6 +74,13 @@ def server_message(body: bytes, content_type: str = "") -> str | None:
             return "HTML page: " + title.group(1).decode("utf-8", "replace").strip()[:_MAX_MESSAGE]
         return f"HTML page of {len(body)} bytes"
     return body.decode("utf-8", "replace").strip()[:_MAX_MESSAGE] or None
+
+
+def _json(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def _message_from_json(payload: object) -> str | None:
@@ -58,19 +98,70 @@ def _message_from_json(payload: object) -> str | None:
                 return nested
         if isinstance(value, list) and value:
             # FastAPI-style validation details: a list of {"msg": ...} objects.
-            parts = [_message_from_json(v) or str(v) for v in value[:3]]
+            parts = [_detail_message(v) for v in value[:3]]
             return "; ".join(parts)
     return None
 
 
+def _error_codes(payload: object) -> set[str]:
+    """The machine-readable `type` / `code` strings of a JSON error body, lower-cased."""
+    if not isinstance(payload, dict):
+        return set()
+    places = [payload]
+    if isinstance(payload.get("error"), dict):
+        places.append(payload["error"])
+    return {
+        value.strip().lower()
+        for place in places
+        for value in (place.get("type"), place.get("code"))
+        if isinstance(value, str)
+    }
+
+
+def is_quota_exhausted(
+    status: int, codes: set[str], message: str | None, *, has_retry_after: bool
+) -> bool:
+    """Whether an error answer means the account is out of quota or money (so waiting is futile).
+
+    Only 402; a 429 whose `error.type`/`error.code` names an exhausted quota; or a 429 without
+    `Retry-After` whose message says so in so many words. Every other 429 is throttling.
+    """
+    if status == 402:
+        return True
+    if status != 429:
+        return False
+    if codes & QUOTA_ERROR_CODES:
+        return True
+    return not has_retry_after and message is not None and bool(_QUOTA_PHRASES.search(message))
+
+
+def _detail_message(detail: object) -> str:
+    """One FastAPI/pydantic validation detail, with the field it names (`loc`) kept."""
+    message = _message_from_json(detail) or str(detail)
+    loc = detail.get("loc") if isinstance(detail, dict) else None
+    if isinstance(loc, list) and loc:
+        return f"{'.'.join(map(str, loc))}: {message}"
+    return message
+
+
 def error_for_status(
     status: int,
-    message: str | None,
+    body: bytes,
+    headers: Mapping[str, str],
     *,
-    retry_after: float | None,
     where: str,
+    secrets: Sequence[str] = (),
 ) -> NebulaError:
-    """The typed error for a non-2xx status; `where` names the inputs of the failed batch."""
+    """The typed error for a non-2xx answer; `where` names the inputs of the failed batch.
+
+    `secrets` (the key, the values of `default_headers`) are masked out of the server's message.
+    """
+    content_type = headers.get("Content-Type", "")
+    message = server_message(body, content_type)
+    if message is not None:
+        message = redact(message, secrets)
+    raw_retry_after = headers.get("Retry-After")
+    retry_after = parse_retry_after(raw_retry_after)
     said = f": {message}" if message else ""
     if status in (401, 403):
         return AuthenticationError(
@@ -79,15 +170,16 @@ def error_for_status(
             status_code=status,
             server_message=message,
         )
+    codes = _error_codes(_json(body)) if status in (402, 429) else set()
+    if is_quota_exhausted(status, codes, message, has_retry_after=raw_retry_after is not None):
+        return QuotaExceededError(
+            f"NebulaBlock says the account's quota or balance is used up (HTTP {status}{said}). "
+            "Waiting will not help: top up or upgrade the account.",
+            status_code=status,
+            server_message=message,
+            retry_after=retry_after,
+        )
     if status == 429:
-        if message and _QUOTA_WORDS.search(message):
-            return QuotaExceededError(
-                f"NebulaBlock says the account's quota or balance is used up (HTTP 429{said}). "
-                "Waiting will not help: top up or upgrade the account.",
-                status_code=429,
-                server_message=message,
-                retry_after=retry_after,
-            )
         return RateLimitError(
             f"NebulaBlock rate-limited the request for {where} (HTTP 429{said}). Lower "
             "max_concurrency, set requests_per_minute/tokens_per_minute to your tier, or "
@@ -96,10 +188,17 @@ def error_for_status(
             server_message=message,
             retry_after=retry_after,
         )
-    if status >= 500:
+    if status == 408:
+        return APITimeoutError(
+            f"NebulaBlock (or a proxy in front of it) timed out waiting for the request for "
+            f"{where} (HTTP 408{said}); raise timeout=... or check the network.",
+            status_code=408,
+            server_message=message,
+        )
+    if status >= 500 or status == 425:
         return ServerError(
-            f"NebulaBlock failed on {where} (HTTP {status}{said}). This is on the service's "
-            "side; try again later.",
+            f"NebulaBlock (or a proxy in front of it) failed on {where} (HTTP {status}{said}). "
+            "This is on the service's side; try again later.",
             status_code=status,
             server_message=message,
             retry_after=retry_after,

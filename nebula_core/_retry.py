@@ -18,14 +18,28 @@ import tenacity
 
 from nebula_core.errors import (
     APIConnectionError,
+    APIStatusError,
     DeadlineExceededError,
     NebulaError,
     QuotaExceededError,
     RateLimitError,
-    ServerError,
 )
 
-__all__ = ["Cancelled", "parse_retry_after", "retry_wait", "run_with_retries", "should_retry"]
+__all__ = [
+    "TRANSIENT_SERVER_STATUSES",
+    "Cancelled",
+    "parse_retry_after",
+    "retry_wait",
+    "run_with_retries",
+    "should_retry",
+]
+
+#: Statuses worth another try: timeouts (408), "too early" (425), throttling (429), the usual
+#: transient 5xx, and what CDNs and proxies in front of GPU services send when the origin is
+#: unreachable or overloaded (Cloudflare's 520-524, 529 "overloaded").
+TRANSIENT_SERVER_STATUSES = frozenset(
+    {408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529}
+)
 
 logger = logging.getLogger("nebula_core")
 
@@ -57,12 +71,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def should_retry(error: BaseException) -> bool:
-    """Retry throttling, transient 5xx, timeouts and broken connections; nothing else."""
+    """Retry throttling, transient statuses, timeouts and broken connections; nothing else.
+
+    What cannot heal by waiting is never retried: an exhausted quota, other 4xx, and the
+    `ConfigurationError`s the transport raises for TLS failures, unusable URLs and redirect
+    loops.
+    """
     if isinstance(error, (QuotaExceededError, DeadlineExceededError)):
         return False
     if isinstance(error, (RateLimitError, APIConnectionError)):
         return True
-    return isinstance(error, ServerError) and error.status_code in (500, 502, 503, 504)
+    return isinstance(error, APIStatusError) and error.status_code in TRANSIENT_SERVER_STATUSES
 
 
 def retry_wait(attempt: int, retry_after: float | None, *, base: float, cap: float) -> float:

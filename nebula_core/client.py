@@ -9,28 +9,62 @@ import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
-from nebula_core._codec import Usage, encode_request, unpack_embeddings
+from nebula_core._codec import (
+    OUTPUTS,
+    DecodedBatch,
+    EncodingChoice,
+    EncodingFormat,
+    Output,
+    Usage,
+    base64_refused_error,
+    decode_embeddings,
+    encode_request,
+    names_encoding_format,
+    require_numpy,
+)
 from nebula_core._config import ClientConfig
 from nebula_core._job import Job, ProgressCallback
+from nebula_core._long_inputs import (
+    LongInputPolicy,
+    LongInputSettings,
+    effective_limit,
+    limit_from_message,
+    over_limit,
+    plan_long_inputs,
+    token_ranges,
+    too_long_error,
+)
 from nebula_core._ratelimit import Pacer, estimate_tokens
 from nebula_core._retry import Cancelled, run_with_retries, should_retry
+from nebula_core._tokens import count_tokens_many
 from nebula_core._transport import Transport
 from nebula_core._validation import validate_texts
 from nebula_core.errors import BadRequestError, NebulaError
-from nebula_core.models import DEFAULT_MODEL
+from nebula_core.models import DEFAULT_MODEL, check_dimensions, model_info, reduce_dimensions
+
+if TYPE_CHECKING:
+    from nebula_core._codec import FloatArray
 
 __all__ = ["ClientStats", "EmbeddingResult", "NebulaClient", "ProgressCallback"]
 
 logger = logging.getLogger("nebula_core")
 
 
-@dataclass(frozen=True)
-class EmbeddingResult:
-    """The vectors of one `embed` call, in input order, and what producing them cost."""
+_Vectors = TypeVar("_Vectors")
 
-    embeddings: list[list[float]]
+
+@dataclass(frozen=True)
+class EmbeddingResult(Generic[_Vectors]):
+    """The vectors of one `embed` call, in input order, and what producing them cost.
+
+    `embeddings` is a `list[list[float]]` (`output="list"`, the default) or a float32
+    `numpy.ndarray` of shape (N, D) (`output="numpy"`); type checkers see which from the
+    `output` argument.
+    """
+
+    embeddings: _Vectors
     usage: Usage
     model: str
     requests: int
@@ -77,7 +111,15 @@ class NebulaClient:
         retry_base_wait: float = 0.5,
         requests_per_minute: float | None = None,
         tokens_per_minute: float | None = None,
+        on_long_input: LongInputPolicy = "truncate",
+        max_input_tokens: int | None = None,
+        max_tokens_per_request: int | None = None,
+        dimensions: int | None = None,
+        encoding_format: EncodingFormat = "auto",
     ) -> None:
+        self._long = LongInputSettings.build(
+            on_long_input, max_input_tokens, max_tokens_per_request, dimensions
+        )
         self._config = ClientConfig.build(
             api_key=api_key,
             base_url=base_url,
@@ -90,6 +132,7 @@ class NebulaClient:
             deadline=deadline,
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
+            encoding_format=encoding_format,
         )
         self._init_transport()
 
@@ -97,11 +140,14 @@ class NebulaClient:
         """State that must not cross a pickle or a fork: pools, locks, pacing and counters."""
         config = self._config
         self._pacer = Pacer(config.requests_per_minute, config.tokens_per_minute)
+        self._encoding = EncodingChoice(config.encoding_format)
         self._stats = ClientStats()
         self._transport_lock = threading.Lock()
         self._transport = Transport(config)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._owner_pid = os.getpid()
+        # Token limits the service named when it refused an input, per model (unknown models).
+        self._learned_limits: dict[str, int] = {}
 
     @property
     def config(self) -> ClientConfig:
@@ -139,10 +185,11 @@ class NebulaClient:
     # -- pickling: the key and settings travel; sessions, pools and locks are rebuilt lazily --
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"config": self._config}
+        return {"config": self._config, "long_inputs": self._long}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._config = state["config"]
+        self._long = state.get("long_inputs", LongInputSettings())
         self._init_transport()
 
     # -- transport --------------------------------------------------------------------------
@@ -184,6 +231,28 @@ class NebulaClient:
 
     # -- public API -------------------------------------------------------------------------
 
+    @overload
+    def embed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["list"] = ...,
+    ) -> EmbeddingResult[list[list[float]]]: ...
+
+    @overload
+    def embed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["numpy"],
+    ) -> EmbeddingResult[FloatArray]: ...
+
     def embed(
         self,
         texts: Sequence[str],
@@ -191,13 +260,16 @@ class NebulaClient:
         batch_size: int = 64,
         *,
         on_progress: ProgressCallback | None = None,
-    ) -> EmbeddingResult:
+        output: Output = "list",
+    ) -> EmbeddingResult[Any]:
         """Embed `texts` in order: `result.embeddings[i]` is the vector of `texts[i]`.
 
+        `output="numpy"` returns one float32 array of shape (N, D) instead of lists (needs the
+        `[numpy]` extra); from base64 answers it is built without any Python float.
         Invalid inputs raise `TypeError`/`ValueError` before any request; an empty list returns
         an empty result without a request.
         """
-        job = self._start_job(texts, model, batch_size, on_progress)
+        job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             self._run(job, self._ranges(job, batch_size))
         finally:
@@ -232,6 +304,28 @@ class NebulaClient:
             concurrent.futures.wait(futures)
             raise error
 
+    @overload
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["list"] = ...,
+    ) -> EmbeddingResult[list[list[float]]]: ...
+
+    @overload
+    async def aembed(
+        self,
+        texts: Sequence[str],
+        model: str = ...,
+        batch_size: int = ...,
+        *,
+        on_progress: ProgressCallback | None = ...,
+        output: Literal["numpy"],
+    ) -> EmbeddingResult[FloatArray]: ...
+
     async def aembed(
         self,
         texts: Sequence[str],
@@ -239,13 +333,14 @@ class NebulaClient:
         batch_size: int = 64,
         *,
         on_progress: ProgressCallback | None = None,
-    ) -> EmbeddingResult:
+        output: Output = "list",
+    ) -> EmbeddingResult[Any]:
         """`embed` for asyncio: the event loop never waits on the network.
 
         Requests run in the client's worker threads (at most `max_concurrency` at once).
         Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
         """
-        job = self._start_job(texts, model, batch_size, on_progress)
+        job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             await self._arun(job, self._ranges(job, batch_size))
         finally:
@@ -280,13 +375,23 @@ class NebulaClient:
         model: str,
         batch_size: int,
         on_progress: ProgressCallback | None,
+        output: Output = "list",
     ) -> Job:
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be 'list' or 'numpy', got {output!r}.")
+        if output == "numpy":
+            require_numpy()  # fail before any request, not after the tokens are paid for
         if not isinstance(model, str) or not model.strip():
             raise ValueError(f"model must be a non-empty model id, got {model!r}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
         items = validate_texts(texts)
-        return Job(items, model, batch_size, self._config.deadline, on_progress)
+        check_dimensions(model, self._long.dimensions)
+        with self._transport_lock:
+            learned = self._learned_limits.get(model)
+        limit = effective_limit(model, self._long.max_input_tokens, learned)
+        plan = plan_long_inputs(items, model, self._long.on_long_input, limit)
+        return Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan, output)
 
     def _submit(
         self, job: Job, ranges: list[tuple[int, int]]
@@ -294,13 +399,14 @@ class NebulaClient:
         executor = self._get_executor()
         return [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
 
-    @staticmethod
-    def _ranges(job: Job, batch_size: int) -> list[tuple[int, int]]:
+    def _ranges(self, job: Job, batch_size: int) -> list[tuple[int, int]]:
         total = len(job.texts)
+        max_tokens = self._long.max_tokens_per_request
+        if max_tokens is not None:
+            return token_ranges(count_tokens_many(job.model, job.texts), batch_size, max_tokens)
         return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
 
-    @staticmethod
-    def _finish(job: Job) -> EmbeddingResult:
+    def _finish(self, job: Job) -> EmbeddingResult[Any]:
         if job.completed != len(job.texts):
             # Unreachable unless a batch vanished without an error: never return a short
             # result whose empty placeholders could be taken for vectors.
@@ -308,7 +414,27 @@ class NebulaClient:
                 f"Only {job.completed} of {len(job.texts)} inputs were embedded and no error "
                 "said why; nothing is returned. Please report this as a bug."
             )
-        return EmbeddingResult(job.vectors, job.usage, job.model, job.requests, job.retries)
+        warning = job.plan.warning()
+        if warning is not None:
+            logger.warning("%s", warning)
+        reshaped = job.plan.owners is not None or self._long.dimensions is not None
+        embeddings: Any = job.vectors
+        if job.output == "numpy":
+            embeddings = job.array if job.array is not None else _empty_array(job.model)
+            if reshaped and len(embeddings):
+                # Averaging pieces and Matryoshka cuts work on lists; numpy gets the result.
+                vectors = self._reshape(job, embeddings.tolist())
+                embeddings = require_numpy().asarray(vectors, dtype="float32")
+        elif reshaped:
+            embeddings = self._reshape(job, job.vectors)
+        return EmbeddingResult(embeddings, job.usage, job.model, job.requests, job.retries)
+
+    def _reshape(self, job: Job, vectors: list[list[float]]) -> list[list[float]]:
+        """One vector per caller input (pieces averaged), cut to `dimensions` if asked."""
+        vectors = job.plan.combine(vectors)
+        if self._long.dimensions is not None:
+            vectors = reduce_dimensions(vectors, self._long.dimensions)
+        return vectors
 
     def _embed_range(self, job: Job, start: int, end: int) -> None:
         """Embed texts[start:end], splitting further whenever the service answers 413."""
@@ -316,8 +442,13 @@ class NebulaClient:
         while position < end:
             size = min(job.batch_cap, end - position)
             try:
-                vectors, usage = self._send_batch(job, position, position + size)
+                batch = self._send_batch(job, position, position + size)
             except BadRequestError as error:
+                if limit_from_message(error.server_message) is not None:
+                    # Too long for the model, not too big a batch: the batch size stays.
+                    self._embed_refused_range(job, position, position + size, error)
+                    position += size
+                    continue
                 if error.status_code != 413:
                     raise
                 if size == 1:
@@ -338,16 +469,75 @@ class NebulaClient:
                     job.batch_cap,
                 )
                 continue
-            job.store(position, vectors, usage)
+            job.store(position, batch)
             position += size
 
-    def _send_batch(self, job: Job, start: int, end: int) -> tuple[list[list[float]], Usage]:
-        batch = job.texts[start:end]
-        where = f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
-        body = encode_request(job.model, batch)
+    def _embed_refused_input(self, job: Job, position: int, error: BadRequestError) -> None:
+        """The service refused job.texts[position] as too long: see `_embed_refused_range`."""
+        self._embed_refused_range(job, position, position + 1, error)
+
+    def _embed_refused_range(self, job: Job, start: int, end: int, error: BadRequestError) -> None:
+        """The service refused job.texts[start:end] naming a token limit: remember the limit
+        for this model, re-plan these inputs under `on_long_input`, and send them again.
+
+        Raises `error` when it names no limit, and `InputTooLongError` under the "error" policy.
+        """
+        limit = limit_from_message(error.server_message)
+        if limit is None:
+            raise error
+        policy = self._long.on_long_input
+        for _ in range(4):
+            with self._transport_lock:
+                known = self._learned_limits.get(job.model)
+                self._learned_limits[job.model] = limit if known is None else min(known, limit)
+            if policy == "error":
+                # Name every input of the call that the limit rules out, not just this batch.
+                offenders = over_limit(job.model, job.texts, limit) or [
+                    (job.plan.owner(p), limit, False) for p in range(start, end)
+                ]
+                raise too_long_error(
+                    job.model,
+                    offenders,
+                    limit,
+                    status_code=error.status_code,
+                    server_message=error.server_message,
+                ) from None
+            texts = job.texts[start:end]
+            sub = plan_long_inputs(texts, job.model, policy, limit, range(start, end))
+            try:
+                vectors: list[list[float]] = []
+                usage = Usage()
+                for first in range(0, len(sub.texts), job.batch_cap):
+                    part = sub.texts[first : first + job.batch_cap]
+                    got = self._send_texts(job, part, _where(start, end))
+                    vectors.extend(got.to_lists())
+                    usage = usage + got.usage
+            except BadRequestError as again:
+                # Our estimate let a piece through that the service still counts as too long:
+                # plan again with a limit a quarter lower (an exact count never gets here).
+                named = limit_from_message(again.server_message)
+                if named is None:
+                    raise
+                limit, error = min(named, limit * 3 // 4), again
+                continue
+            job.plan.note_cuts([(job.plan.owner(p), n, x) for p, n, x in sub.cuts], limit)
+            combined = sub.combine(vectors)
+            job.store(start, DecodedBatch(combined, len(combined[0]), usage))
+            return
+        raise error
+
+    def _send_batch(self, job: Job, start: int, end: int) -> DecodedBatch:
+        return self._send_texts(job, job.texts[start:end], _where(start, end))
+
+    def _send_texts(self, job: Job, batch: list[str], where: str) -> DecodedBatch:
         estimated = estimate_tokens(batch) if self._pacer.active else 0
 
-        def send_once() -> tuple[list[list[float]], Usage]:
+        def post(encoding: Literal["base64", "float"], timeout: float) -> bytes:
+            job.count_request()
+            body = encode_request(job.model, batch, encoding)
+            return self._transport.post(body, timeout, where).content
+
+        def send_once() -> DecodedBatch:
             if job.cancelled.is_set():
                 raise Cancelled
             self._pacer.acquire(estimated, job.sleep)
@@ -357,12 +547,21 @@ class NebulaClient:
                 if remaining <= 0:
                     raise job.deadline_error(None)
                 timeout = min(timeout, remaining)
-            job.count_request()
             self._check_fork()
-            answer = self._transport.post(body, timeout, where)
-            vectors, usage = unpack_embeddings(answer.content, end - start)
-            self._pacer.settle(estimated, usage.total_tokens)
-            return vectors, usage
+            encoding = self._encoding.current()
+            try:
+                content = post(encoding, timeout)
+            except BadRequestError as error:
+                if self._encoding.falls_back(encoding, error):
+                    # Not a retry: the service told us what it accepts; ask again that way.
+                    content = post("float", timeout)
+                elif encoding == "base64" and names_encoding_format(error):
+                    raise base64_refused_error(error) from None
+                else:
+                    raise
+            decoded = decode_embeddings(content, len(batch))
+            self._pacer.settle(estimated, decoded.usage.total_tokens)
+            return decoded
 
         try:
             return run_with_retries(
@@ -383,6 +582,10 @@ class NebulaClient:
             raise
 
 
+def _where(start: int, end: int) -> str:
+    return f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
+
+
 def _first_error(
     done: Iterable[asyncio.Future[None] | concurrent.futures.Future[None]],
 ) -> BaseException | None:
@@ -395,3 +598,11 @@ def _first_error(
 def _consume_outcome(future: asyncio.Future[None]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _empty_array(model: str) -> FloatArray:
+    """The (0, D) result of embedding nothing; D from the catalogue, else 0."""
+    np = require_numpy()
+    info = model_info(model)
+    empty: FloatArray = np.empty((0, info.dimensions if info else 0), dtype=np.float32)
+    return empty

@@ -1,16 +1,18 @@
 """Every way a NebulaBlock embeddings call can fail, as one exception tree.
 
     NebulaError                      base class: catch this to catch everything below
-    ├── ConfigurationError           no API key, a base URL that is not a URL, a bad option
+    ├── ConfigurationError           no API key, a bad base URL or option; also TLS failures,
+    │                                unusable redirect targets, redirect loops (never retried)
     ├── APIConnectionError           could not reach the service, or the connection broke
-    │   └── APITimeoutError          no answer within `timeout`, or the call's `deadline` ran out
+    │   └── APITimeoutError          no answer within `timeout`, or a 408 after every retry
     │       └── DeadlineExceededError   the overall budget of one embed call is spent
     ├── APIStatusError               the service answered with an error status
     │   ├── AuthenticationError      401/403: the key is missing, wrong or expired
     │   ├── BadRequestError          400/404/413/422 and other 4xx: the request itself is wrong
+    │   │   └── InputTooLongError    inputs over the model's token limit with on_long_input="error"
     │   ├── RateLimitError           429 still returned after every retry
-    │   │   └── QuotaExceededError   429 saying the account's quota or balance is used up
-    │   └── ServerError              5xx still returned after every retry
+    │   │   └── QuotaExceededError   402, or a 429 saying the quota or balance is used up
+    │   └── ServerError              5xx (or 425) still returned after every retry
     └── ResponseFormatError          a 2xx body that is malformed, incomplete or inconsistent
 
 Input mistakes (a non-str item, an empty string) are not `NebulaError`s: they raise the
@@ -31,6 +33,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "DeadlineExceededError",
+    "InputTooLongError",
     "NebulaError",
     "QuotaExceededError",
     "RateLimitError",
@@ -122,16 +125,38 @@ class BadRequestError(APIStatusError):
     """400/404/413/422: the service refused this request as it stands; retrying will not help."""
 
 
+class InputTooLongError(BadRequestError):
+    """Inputs exceed the model's token limit and `on_long_input="error"` forbids cutting them.
+
+    `positions` lists every offending input (raised before any request when the limit is
+    known); `limit` is the model's limit in tokens.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        positions: list[int],
+        limit: int,
+        status_code: int | None = None,
+        server_message: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, server_message=server_message)
+        self.positions = positions
+        self.limit = limit
+
+
 class RateLimitError(APIStatusError):
     """429 after all retries: slow down (`max_concurrency`, `requests_per_minute`) or upgrade."""
 
 
 class QuotaExceededError(RateLimitError):
-    """429 saying the quota or balance is used up: waiting will not help, topping up will."""
+    """402, or a 429 that says the quota or balance is used up: waiting will not help, topping
+    up will. The rule that tells it from throttling is in docs/errors.md."""
 
 
 class ServerError(APIStatusError):
-    """5xx after all retries: the service is failing; try again later."""
+    """5xx (or 425 Too Early) after all retries: the service is failing; try again later."""
 
 
 class ResponseFormatError(NebulaError):

@@ -1,4 +1,4 @@
-"""The embedding models NebulaBlock serves: dimensions, context length and query instruction.
+"""The embedding models NebulaBlock serves: dimensions, context, tokenizer, query prefix.
 
 Unknown model ids still work everywhere: their dimensions are learned from the first response
 and their queries are sent without an instruction unless one is given.
@@ -6,6 +6,7 @@ and their queries are sent without an instruction unless one is given.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,7 +18,9 @@ __all__ = [
     "QWEN3_QUERY_INSTRUCTION",
     "RETRIEVAL_QUERY_INSTRUCTION",
     "ModelInfo",
+    "check_dimensions",
     "model_info",
+    "reduce_dimensions",
     "with_query_instruction",
 ]
 
@@ -35,20 +38,38 @@ QWEN3_QUERY_INSTRUCTION = (
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What we know about one model before asking the service."""
+    """What we know about one model before asking the service.
+
+    `context_tokens` is the most tokens one input may have (specials included); `tokenizer`
+    names the vocabulary it counts with ("bert-base-uncased" ships here, so counts are exact;
+    "qwen3-bpe" does not, so they are estimated); `matryoshka` says whether any leading slice
+    of a vector, re-normalized, is itself a valid smaller embedding.
+    """
 
     id: str
     dimensions: int
     context_tokens: int | None
     query_instruction: str
+    tokenizer: str | None = None
+    matryoshka: bool = False
+
+    @property
+    def max_input_tokens(self) -> int | None:
+        return self.context_tokens
 
 
 MODELS: dict[str, ModelInfo] = {
     info.id: info
     for info in (
-        ModelInfo("WhereIsAI/UAE-Large-V1", 1024, 512, RETRIEVAL_QUERY_INSTRUCTION),
-        ModelInfo("BAAI/bge-large-en-v1.5", 1024, 512, RETRIEVAL_QUERY_INSTRUCTION),
-        ModelInfo("Qwen/Qwen3-Embedding-8B", 4096, 32768, QWEN3_QUERY_INSTRUCTION),
+        ModelInfo(
+            "WhereIsAI/UAE-Large-V1", 1024, 512, RETRIEVAL_QUERY_INSTRUCTION, "bert-base-uncased"
+        ),
+        ModelInfo(
+            "BAAI/bge-large-en-v1.5", 1024, 512, RETRIEVAL_QUERY_INSTRUCTION, "bert-base-uncased"
+        ),
+        ModelInfo(
+            "Qwen/Qwen3-Embedding-8B", 4096, 32768, QWEN3_QUERY_INSTRUCTION, "qwen3-bpe", True
+        ),
     )
 }
 
@@ -56,6 +77,42 @@ MODELS: dict[str, ModelInfo] = {
 def model_info(model: str) -> ModelInfo | None:
     """The catalogue entry for `model`, or None for a model this package does not know."""
     return MODELS.get(model)
+
+
+def check_dimensions(model: str | None, dimensions: int | None) -> None:
+    """Refuse a `dimensions` that cannot give valid embeddings, before any request.
+
+    A known model must be Matryoshka-trained (a leading slice of another model's vector is not
+    an embedding) and have at least that many dimensions; unknown models are trusted.
+    """
+    if dimensions is None:
+        return
+    if isinstance(dimensions, bool) or not isinstance(dimensions, int) or dimensions < 1:
+        raise ValueError(f"dimensions must be an integer >= 1 or None, got {dimensions!r}.")
+    info = MODELS.get(model) if model else None
+    if info is None:
+        return
+    if not info.matryoshka:
+        matryoshka = ", ".join(m.id for m in MODELS.values() if m.matryoshka)
+        raise ValueError(
+            f"{model} is not a Matryoshka model: the first {dimensions} of its "
+            f"{info.dimensions} values are not a valid embedding. Leave dimensions=None, or "
+            f"use a Matryoshka model ({matryoshka})."
+        )
+    if dimensions > info.dimensions:
+        raise ValueError(
+            f"dimensions={dimensions} exceeds the {info.dimensions} dimensions of {model}."
+        )
+
+
+def reduce_dimensions(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
+    """The first `dimensions` values of each vector, scaled back to unit length (Matryoshka)."""
+    reduced = []
+    for vector in vectors:
+        head = vector[:dimensions]
+        norm = math.sqrt(math.fsum(x * x for x in head))
+        reduced.append([x / norm for x in head] if norm > 0 else head)
+    return reduced
 
 
 def with_query_instruction(

@@ -330,11 +330,11 @@ def test_arguments_win_over_the_environment(emu, monkeypatch):
 
 def test_base_url_defaults_to_the_service(monkeypatch):
     assert NebulaEmbeddings(api_key="ak_x").base_url is None
-    assert NebulaEmbeddings(api_key="ak_x")._client.base_url == DEFAULT_BASE_URL
+    assert NebulaEmbeddings(api_key="ak_x").client.base_url == DEFAULT_BASE_URL
 
     monkeypatch.setenv("NEBULA_BASE_URL", "")  # set but empty counts as unset, as in the core
 
-    assert NebulaEmbeddings(api_key="ak_x")._client.base_url == DEFAULT_BASE_URL
+    assert NebulaEmbeddings(api_key="ak_x").client.base_url == DEFAULT_BASE_URL
 
 
 def test_a_missing_key_fails_at_construction_and_says_how_to_set_it():
@@ -364,7 +364,7 @@ def test_the_alias_free_field_names_are_the_public_api():
         deadline=30,
     )
 
-    config = embeddings._client.config
+    config = embeddings.client.config
     assert (config.base_url, config.timeout, config.max_retries, config.max_concurrency) == (
         "https://proxy.example.com/v1",
         5.0,
@@ -414,7 +414,7 @@ def test_reassigned_settings_take_effect(emu):
     embeddings.max_concurrency = 2
 
     assert embeddings.embed_documents(["hi"]) == [emu.embedding("hi")]
-    assert embeddings._client.config.max_concurrency == 2
+    assert embeddings.client.config.max_concurrency == 2
     with pytest.raises(ValidationError, match="batch_size"):
         embeddings.batch_size = 0
 
@@ -457,7 +457,7 @@ def test_the_key_never_shows_in_repr_dumps_or_debug_logs(caplog):
         str(embeddings),
         str(embeddings.model_dump()),
         embeddings.model_dump_json(),
-        repr(embeddings._client),
+        repr(embeddings.client),
         caplog.text,
     ]
     assert any("retry 1 of 6" in record.getMessage() for record in caplog.records)

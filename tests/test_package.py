@@ -34,11 +34,12 @@ SMOKE = Path(__file__).with_name("installed_smoke.py")
 
 
 def _tracked_modules() -> set[str]:
-    """Every file of the import packages that git tracks (what the wheel must carry)."""
+    """Every file of the import packages that git tracks (what the wheel must carry): modules,
+    py.typed markers and data files such as the tokenizer vocabulary."""
     listed = subprocess.run(
         ["git", "ls-files", *PACKAGES], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    return {path for path in listed if path.endswith((".py", "py.typed"))}
+    return set(listed)
 
 
 def _metadata(wheel: Path) -> str:
@@ -54,7 +55,9 @@ def test_one_version_everywhere(wheelhouse: Wheelhouse) -> None:
     repeats = [
         path
         for path in _tracked_modules() | {"pyproject.toml"}
-        if path != "nebula_core/_version.py" and __version__ in (ROOT / path).read_text("utf-8")
+        if path.endswith((".py", ".toml"))
+        and path != "nebula_core/_version.py"
+        and __version__ in (ROOT / path).read_text("utf-8")
     ]
     assert not repeats, f"the version is written by hand in {repeats}"
     assert f"\nVersion: {__version__}\n" in _metadata(wheelhouse.wheel)

@@ -14,6 +14,7 @@ from nebula_core import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     DeadlineExceededError,
     QuotaExceededError,
     RateLimitError,
@@ -21,7 +22,7 @@ from nebula_core import (
     ServerError,
     with_query_instruction,
 )
-from nebula_core._codec import unpack_embeddings
+from nebula_core._codec import decode_embeddings
 from nebula_core._response import error_for_status, server_message
 from nebula_core._retry import parse_retry_after, retry_wait, should_retry
 from nebula_core.models import RETRIEVAL_QUERY_INSTRUCTION
@@ -70,6 +71,12 @@ def test_backoff_grows_with_jitter_and_is_capped():
         (ServerError("x", status_code=500), True),
         (ServerError("x", status_code=503), True),
         (ServerError("x", status_code=501), False),
+        (ServerError("x", status_code=520), True),
+        (ServerError("x", status_code=529), True),
+        (ServerError("x", status_code=425), True),
+        (APITimeoutError("x", status_code=408), True),
+        (QuotaExceededError("x", status_code=402), False),
+        (ConfigurationError("x"), False),
         (APIConnectionError("x"), True),
         (APITimeoutError("x"), True),
         (DeadlineExceededError("x", completed=0, total=1), False),
@@ -109,8 +116,8 @@ def test_server_message_is_read_from_any_error_shape(body, content_type, message
 
 
 def test_quota_429_is_told_apart_from_throttling():
-    quota = error_for_status(429, "Insufficient balance", retry_after=None, where="input 0")
-    throttled = error_for_status(429, "Too many requests", retry_after=2.0, where="input 0")
+    quota = error_for_status(429, b"Insufficient balance", {}, where="input 0")
+    throttled = error_for_status(429, b"Too many requests", {"Retry-After": "2"}, where="input 0")
 
     assert isinstance(quota, QuotaExceededError)
     assert type(throttled) is RateLimitError
@@ -129,7 +136,8 @@ def test_unpacking_places_vectors_by_index():
         }
     )
 
-    vectors, usage = unpack_embeddings(body, 3)
+    decoded = decode_embeddings(body, 3)
+    vectors, usage = decoded.to_lists(), decoded.usage
 
     assert vectors == [[0.0, 0.5], [1.0, 1.5], [2.0, 2.5]]
     assert (usage.prompt_tokens, usage.total_tokens) == (9, 9)
@@ -148,7 +156,7 @@ def test_unpacking_places_vectors_by_index():
 )
 def test_unpacking_refuses_what_is_not_a_vector(data):
     with pytest.raises(ResponseFormatError):
-        unpack_embeddings(orjson.dumps({"data": data}), 1)
+        decode_embeddings(orjson.dumps({"data": data}), 1)
 
 
 def test_query_instruction_defaults_per_model_and_can_be_replaced_or_disabled():

@@ -27,6 +27,8 @@ from nebula_core import (
     ResponseFormatError,
     ServerError,
 )
+from nebula_core._tokens import truncate_to_tokens
+from nebula_core.models import DEFAULT_MODEL
 from nebula_core.testing import Fault, NebulaEmulator
 from tests.conftest import TEXTS
 
@@ -255,11 +257,20 @@ def test_nul_bytes_and_unicode_are_embedded_faithfully(emu, make_client):
     assert emu.embeddings_requests[0].inputs == texts
 
 
-def test_a_megabyte_input_gets_the_service_refusal_not_a_hang(emu, make_client):
-    with pytest.raises(BadRequestError, match="context length") as caught:
-        make_client().embed(["word " * 200_000])
+def test_a_megabyte_input_is_cut_before_sending_not_a_hang(emu, make_client):
+    text = "word " * 200_000
+    result = make_client().embed([text])  # on_long_input="truncate": the model's 512 tokens
+
+    assert result.embeddings == [emu.embedding(truncate_to_tokens(DEFAULT_MODEL, text, 512))]
+    assert len(emu.embeddings_requests) == 1
+
+
+def test_a_megabyte_input_of_an_unknown_model_gets_the_service_refusal_not_a_hang(emu, make_client):
+    with pytest.raises(BadRequestError, match="token limit of acme/unknown") as caught:
+        make_client(on_long_input="error").embed(["word " * 200_000], model="acme/unknown")
 
     assert caught.value.status_code == 400
+    assert "context length" in (caught.value.server_message or "")
     assert len(emu.embeddings_requests) == 1
 
 
