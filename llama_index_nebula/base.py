@@ -87,8 +87,9 @@ class NebulaEmbedding(BaseEmbedding):
         ```
 
     Connection settings (`api_key`, `base_url`, `timeout`, `max_retries`, `max_concurrency`,
-    `default_headers`, `requests_per_minute`, `tokens_per_minute`, `deadline`,
-    `encoding_format`) may be reassigned; the shared client is rebuilt on the next call.
+    `default_headers`, `requests_per_minute`, `tokens_per_minute`, `rate_limit_share`,
+    `deadline`, `encoding_format`) may be reassigned; the shared client is rebuilt on the next
+    call.
 
     Migrating from llama-index's `OpenAIEmbedding`: its `api_base`, `model`, `num_workers`
     (LlamaIndex's async fan-out, which becomes `max_concurrency`: batches in flight, sync and
@@ -154,6 +155,13 @@ class NebulaEmbedding(BaseEmbedding):
         default="auto",
         description="Wire encoding: 'auto' asks for base64 and falls back to floats for good if "
         "refused; 'float' sends exactly the documented body. Vectors are lists either way.",
+    )
+    rate_limit_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="This process's part of the account's rate limits (1 / processes sharing "
+        "the key, e.g. with IngestionPipeline(num_workers=N)).",
     )
 
     _bound: BoundClient | None = PrivateAttr(default=None)
