@@ -31,7 +31,8 @@ MODULES = [
 
 #: Parameters callers never pass by name.
 IMPLICIT = {"self", "cls"}
-SECTION = re.compile(r"^(\s*)(Args|Arguments|Attributes|Returns|Raises|Yields|Example|Examples):\s*$")
+SECTIONS = "Args|Arguments|Attributes|Returns|Raises|Yields|Example|Examples|Note"
+SECTION = re.compile(rf"^(\s*)({SECTIONS}):\s*$")
 #: `name:`, `name (type):` or `a / b:` (several names sharing one explanation).
 ENTRY = re.compile(r"^\s*(\**[A-Za-z_][\w\s/,*]*?)\s*(\([^)]*\))?:(\s|$)")
 
@@ -70,7 +71,7 @@ def own_doc(obj: Any) -> str | None:
     doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else inspect.getdoc(obj)
     if not doc or not doc.strip():
         return None
-    if inspect.isclass(obj) and dataclasses.is_dataclass(obj) and doc.startswith(obj.__name__ + "("):
+    if dataclasses.is_dataclass(obj) and doc.startswith(f"{obj.__name__}("):
         return None  # the signature dataclasses writes when there is no docstring
     return str(doc)
 
@@ -98,11 +99,12 @@ def public_members(cls: type) -> Iterator[tuple[str, Any, type]]:
     for base in cls.__mro__:
         if not ours(base):
             continue
-        for name, member in vars(base).items():
+        for name, attribute in vars(base).items():
             if name.startswith("_") or name in seen:
                 continue
-            if isinstance(member, (staticmethod, classmethod)):
-                member = member.__func__
+            member = attribute
+            if isinstance(attribute, (staticmethod, classmethod)):
+                member = attribute.__func__
             if inspect.isfunction(member) or isinstance(member, property):
                 seen.add(name)
                 yield name, member, base
