@@ -202,3 +202,13 @@ def test_the_checker_reads_shared_and_typed_entries() -> None:
         not_an_arg: lines of other sections do not count.
     """
     assert documented_args(doc) == {"requests_per_minute", "tokens_per_minute", "name", "options"}
+
+
+def test_the_emulators_public_attributes_are_documented() -> None:
+    from nebula_core.testing import NebulaEmulator  # noqa: PLC0415 - one test needs it
+
+    emulator = NebulaEmulator()  # not started: the constructor binds no port
+    public = {name for name in vars(emulator) if not name.startswith("_")}
+    assert public == {"compute", "rate_limits", "long_inputs", "endpoint"}
+    missing = public - documented_args(NebulaEmulator.__doc__ or "")
+    assert not missing, f"NebulaEmulator attributes without an Attributes entry: {missing}"

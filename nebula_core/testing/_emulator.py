@@ -100,6 +100,15 @@ class NebulaEmulator:
         idle_timeout: seconds after which an idle keep-alive connection is closed.
         vectors: "unit" (normalized) or "raw" (exact float16 values, unnormalized).
 
+    Attributes:
+        compute: the GPU model; `capacity` and `seconds_per_*` may be changed while running,
+            `peak_queued` tells how many requests waited for a slot.
+        rate_limits: the per-key limits; `requests_per_minute` and `tokens_per_minute` may be
+            changed while running.
+        long_inputs: `max_input_tokens`, `long_input`, and `limit(model)` for the one in force.
+        endpoint: the wire options (`max_body_bytes`, `rate_limit_headers`, `rate_limit_body`,
+            `honour_encoding_format`, `extra_fields`, `vectors`), changeable while running.
+
     Raises:
         ValueError: an option out of range or not one of its choices.
     """
