@@ -68,10 +68,15 @@ def documented_args(doc: str) -> set[str]:
 
 def own_doc(obj: Any) -> str | None:
     """`obj`'s docstring, not one a dataclass or a base class made up for it."""
-    doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else inspect.getdoc(obj)
+    # Not inspect.getdoc: it would lend an overriding method its base's docstring.
+    doc = obj.__dict__.get("__doc__") if inspect.isclass(obj) else obj.__doc__
     if not doc or not doc.strip():
         return None
-    if dataclasses.is_dataclass(obj) and doc.startswith(f"{obj.__name__}("):
+    if (
+        inspect.isclass(obj)
+        and dataclasses.is_dataclass(obj)
+        and doc.startswith(f"{obj.__name__}(")
+    ):
         return None  # the signature dataclasses writes when there is no docstring
     return str(doc)
 
@@ -133,6 +138,8 @@ def public_names(module: ModuleType) -> list[str]:
 
 def offenders_in(module: ModuleType) -> list[str]:
     offenders: list[str] = []
+    if not (module.__doc__ or "").strip():
+        offenders.append(f"{module.__name__}: no module docstring")
     for name in public_names(module):
         obj = getattr(module, name)
         label = f"{module.__name__}.{name}"

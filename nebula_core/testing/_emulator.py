@@ -213,7 +213,14 @@ class NebulaEmulator:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> NebulaEmulator:
-        """Bind the port and serve in a background thread."""
+        """Bind the port and serve in a background thread.
+
+        Returns:
+            The emulator itself, so `emu = NebulaEmulator().start()` reads naturally.
+
+        Raises:
+            RuntimeError: it is already running.
+        """
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         server = EmulatorServer(self._host, self._port, self._handle, quiet=self._quiet)
@@ -248,7 +255,7 @@ class NebulaEmulator:
 
     @property
     def port(self) -> int:
-        """The port actually bound (useful with port=0)."""
+        """The port actually bound (useful with port=0); RuntimeError when not running."""
         return self._running().server_port
 
     @property

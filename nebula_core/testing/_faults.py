@@ -59,7 +59,8 @@ _MALFORMED_BODY = b'{"model": "WhereIsAI/UAE-Large-V1", "object": "list", "data"
 class Fault:
     """One scripted failure of one POST /embeddings request; build it with the classmethods.
 
-    The classmethods check their arguments; the fields are for reading, e.g. in assertions.
+    The classmethods check their arguments (ValueError); the fields are for reading, e.g. in
+    assertions.
 
     Attributes:
         kind: which failure, named after the classmethod that builds it.
