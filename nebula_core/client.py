@@ -65,6 +65,13 @@ class EmbeddingResult(Generic[_Vectors]):
     `embeddings` is a `list[list[float]]` (`output="list"`, the default) or a float32
     `numpy.ndarray` of shape (N, D) (`output="numpy"`); type checkers see which from the
     `output` argument.
+
+    Attributes:
+        embeddings: one vector per input, `embeddings[i]` for `texts[i]`.
+        usage: tokens the service counted, summed over the call's requests.
+        model: the model id the vectors came from.
+        requests: HTTP requests sent, retries included.
+        retries: requests that were retries of a failed one.
     """
 
     embeddings: _Vectors
@@ -79,6 +86,16 @@ class ClientStats:
     """What a client has spent since it was created (or unpickled), over every call.
 
     Failed calls count too: their requests and retries were sent and may have been billed.
+
+    Attributes:
+        calls: `embed`/`aembed` calls made, successful or not.
+        inputs: inputs embedded.
+        requests / retries: HTTP requests sent, and how many of them were retries.
+        prompt_tokens / total_tokens: tokens the service reported in its `usage`.
+        throttled: 429 answers received, retried or not.
+        pacing_wait_seconds: time spent waiting for the client-side pacer.
+        learned_requests_per_minute / learned_tokens_per_minute: this process's pace as
+            learned from headers and 429s; None while no limit is known.
     """
 
     calls: int = 0
@@ -104,6 +121,39 @@ class NebulaClient:
 
     >>> client = NebulaClient()                                     # doctest: +SKIP
     >>> client.embed(["first text", "second text"]).embeddings      # doctest: +SKIP
+
+    Args:
+        api_key: the NebulaBlock key; None reads `NEBULA_API_KEY`. Kept in a `Secret`, so it
+            never appears in a repr, log line, error or pickle dump.
+        base_url: the API root; None reads `NEBULA_BASE_URL`, else the public API.
+        timeout: seconds to wait for one response before an `APITimeoutError` (retried).
+        max_retries: retries per request after a 429, a transient 4xx/5xx, a timeout or a
+            dropped connection; 0 turns retrying off.
+        max_concurrency: requests in flight at once, shared fairly by every call running on
+            this client, sync and async alike.
+        default_headers: extra headers for every request (gateways); `Authorization` is
+            refused, the key goes in `api_key`.
+        deadline: overall seconds one embed call may take, retries and backoff included.
+        max_retry_wait: the longest single backoff, also the cap on a server's `Retry-After`.
+        retry_base_wait: the first backoff step; it doubles with every retry.
+        requests_per_minute / tokens_per_minute: hard caps on this client's pace; without
+            them the pace is learned from `x-ratelimit-*` headers and 429s.
+        on_long_input: what happens to an input over the model's token limit: "truncate" it,
+            "average" the vectors of its pieces, or raise `InputTooLongError` ("error").
+        max_input_tokens: the per-input token limit, for models the catalogue lacks or a
+            deployment with a smaller one.
+        max_tokens_per_request: also cap each request's total tokens, not only its inputs.
+        dimensions: cut vectors of a Matryoshka model to this length (re-normalized).
+        encoding_format: how vectors travel: "auto" (base64, then floats for good if the
+            service refuses the field), "base64", or "float".
+        rate_limit_share: this process's part of the account's rate limits when N processes
+            share the key (1 / N); scales the caps and the limits read from headers.
+
+    Raises:
+        ConfigurationError: no key, a base URL that is not a URL, or an option out of range
+            (named in the message).
+        ValueError: `on_long_input`, `max_input_tokens`, `max_tokens_per_request` or
+            `dimensions` out of range.
     """
 
     def __init__(
@@ -193,6 +243,7 @@ class NebulaClient:
 
     @property
     def base_url(self) -> str:
+        """The API root requests go to, as resolved from the argument or `NEBULA_BASE_URL`."""
         return self._config.base_url
 
     def __repr__(self) -> str:
@@ -286,6 +337,23 @@ class NebulaClient:
         `[numpy]` extra); from base64 answers it is built without any Python float.
         Invalid inputs raise `TypeError`/`ValueError` before any request; an empty list returns
         an empty result without a request.
+
+        Args:
+            texts: non-empty strings; long ones are handled as `on_long_input` says.
+            model: the model id; unknown ids work, their width comes from the first answer.
+            batch_size: the most inputs sent in one request.
+            on_progress: called from worker threads with the number of inputs each finished
+                batch embedded (a tqdm bar's `update` fits).
+            output: "list" for `list[list[float]]`, "numpy" for a float32 array.
+
+        Returns:
+            The vectors in input order, with the usage, requests and retries they cost.
+
+        Raises:
+            TypeError, ValueError: bad `texts`, `model`, `batch_size` or `output`, or a
+                `dimensions` this model cannot give; before any request.
+            NebulaError: a subclass saying what failed once retries are spent (see
+                `nebula_core.errors`); no partial result is returned.
         """
         self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress, output)
@@ -361,6 +429,20 @@ class NebulaClient:
 
         Requests run in the client's worker threads (at most `max_concurrency` at once).
         Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
+
+        Args:
+            texts: non-empty strings; long ones are handled as `on_long_input` says.
+            model: the model id.
+            batch_size: the most inputs sent in one request.
+            on_progress: called from worker threads, not the event loop, with the number of
+                inputs each finished batch embedded.
+            output: "list" for `list[list[float]]`, "numpy" for a float32 array.
+
+        Returns:
+            The same `EmbeddingResult` as `embed`.
+
+        Raises:
+            NebulaError: as `embed` does.
         """
         self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress, output)

@@ -234,6 +234,30 @@ def embed_dataset(
     some repeated requests, never a missing or duplicated row. Row order is Ray's: set
     `DataContext.get_current().execution_options.preserve_order = True` to keep the input's.
     `num_cpus` is per actor and small because the work is waiting on the network.
+
+    Args:
+        ds: the dataset to embed; it is not read until the result is consumed.
+        column: the text column; every value must be a non-blank `str`.
+        model: the model id.
+        output_column: the new column; it must not exist yet (nothing is overwritten).
+        actors: the size of the actor pool, each actor one client.
+        batch_size: inputs per HTTP request.
+        max_concurrency: requests one actor keeps in flight.
+        requests_per_minute / tokens_per_minute: the whole job's budget, split evenly.
+        api_key: the key; None reads `NEBULA_API_KEY` on the driver, then on the actors.
+        base_url: the API root; None reads `NEBULA_BASE_URL` on the driver.
+        dtype: "float64" keeps the service's floats exactly; "float32" halves the memory.
+        num_cpus: CPUs Ray reserves per actor.
+        ray_remote_args: more `map_batches` arguments (`runtime_env`, `max_restarts`, ...).
+        **client_options: any other `NebulaClient` argument (timeout, max_retries, ...).
+
+    Returns:
+        A lazy `ray.data.Dataset` with `output_column` added.
+
+    Raises:
+        TypeError: `ds` is not a Ray dataset.
+        ValueError: a bad column name, model, count or dtype, before anything runs.
+        ConfigurationError: a client option or the key is unusable, raised on the driver.
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds must be a ray.data.Dataset, got {type(ds).__name__}.")
