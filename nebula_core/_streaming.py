@@ -115,11 +115,12 @@ class _Window:
     def stop(self) -> list[concurrent.futures.Future[None]]:
         """Start no further request: queued batches are dropped, backoff sleeps end. Returns
         the futures that may still be running, for the caller to wait on."""
-        self.queue.close()
         futures: list[concurrent.futures.Future[None]] = []
         for batch in self.pending:
             batch.job.stop(batch.futures)
-            futures.extend(batch.futures)
+            # A future cancelled before it ran is never "notified": waiting on it would hang.
+            futures.extend(f for f in batch.futures if not f.cancelled())
+        self.queue.close()
         return futures
 
     def tally_stopped(self) -> None:
