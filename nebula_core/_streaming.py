@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from nebula_core._batching import BatchLimits
 from nebula_core._codec import Usage
 from nebula_core._job import Job, consume_outcome, first_error
 from nebula_core._scheduler import CallQueue
@@ -70,6 +71,7 @@ class _Window:
     # before it has been yielded; the batch holding it is never sent.
     deferred: Exception | None = None
     counted_call: bool = False
+    limits: BatchLimits | None = None
 
     def wants_more(self) -> bool:
         return not self.exhausted and self.deferred is None and len(self.pending) < self.size
@@ -87,9 +89,10 @@ class _Window:
         except (TypeError, ValueError, NebulaError) as error:
             self.deferred = error
             return
-        if self.pending:
-            # What one batch learned about refused request sizes (413s) holds for the next.
-            job.limits = self.pending[-1].job.limits
+        # What one batch learned about refused request sizes (413s) holds for the next.
+        if self.limits is None:
+            self.limits = job.limits
+        job.limits = self.limits
         futures = [
             self.queue.submit(client._embed_batch, job, start, end)
             for start, end in client._ranges(job, self.batch_size)

@@ -117,7 +117,7 @@ def test_requests_in_flight_never_exceed_max_concurrency(
 def test_breaking_out_cancels_queued_batches_and_waits_for_running_ones(
     emu: NebulaEmulator, make_client: MakeClient
 ) -> None:
-    emu.latency = 0.1
+    emu.latency = 0.3
     client = make_client(max_concurrency=2)
     source = Counting(_texts(400))
 
@@ -125,12 +125,12 @@ def test_breaking_out_cancels_queued_batches_and_waits_for_running_ones(
         assert batch.start == 0
         break
 
-    # The generator was closed at the break: none of its requests is still running...
-    assert client._scheduler is not None and client._scheduler.running == 0
+    # The emulator records a request when it answers: had the stream not waited for the
+    # requests on the wire, they would be recorded during the sleep below (latency 0.3 s).
     sent = len(emu.embeddings_requests)
     assert sent <= 3  # the first batch, and at most the two that were on the wire
-    time.sleep(0.3)
-    # ...and no queued batch starts later.
+    time.sleep(0.6)
+    # No request still running, and no queued batch starts later.
     assert len(emu.embeddings_requests) == sent
     assert source.pulled == 24
     assert client.stats.requests == sent
@@ -293,7 +293,7 @@ async def test_aembed_iter_numpy_from_a_plain_list(
 async def test_cancelling_the_consuming_task_stops_the_stream(
     emu: NebulaEmulator, make_client: MakeClient
 ) -> None:
-    emu.latency = 0.1
+    emu.latency = 0.3
     client = make_client(max_concurrency=2)
     got_one = asyncio.Event()
 
@@ -308,8 +308,23 @@ async def test_cancelling_the_consuming_task_stops_the_stream(
     with pytest.raises(asyncio.CancelledError):
         await task
 
-    assert client._scheduler is not None and client._scheduler.running == 0
+    # Requests are recorded when answered: one still on the wire would show up in the sleep.
     sent = len(emu.embeddings_requests)
     assert sent <= 2 * 2 + 2
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.6)
     assert len(emu.embeddings_requests) == sent
+
+
+@pytest.mark.nebula_emulator(max_inputs_per_request=4)
+def test_a_413_learned_by_one_batch_splits_the_later_ones_in_advance(
+    emu: NebulaEmulator, make_client: MakeClient
+) -> None:
+    client = make_client()
+    texts = _texts(32)
+
+    batches = list(client.embed_iter(texts, batch_size=8, window=1))
+
+    assert [v for b in batches for v in b.embeddings] == [emu.embedding(t) for t in texts]
+    statuses = [r.status for r in emu.embeddings_requests]
+    assert statuses.count(413) == 1  # only the first batch was refused
+    assert statuses.count(200) == 8
