@@ -111,7 +111,7 @@ def main() -> None:
             flat = growth <= FLATNESS
             small = max(peaks) < TARGET_MB
             verdicts.append(
-                f'- `output="{output}"`: peaks differ by {growth:.1%} between {args.sizes[0]:,} and '
+                f'- `output="{output}"`: peaks differ {growth:.1%} between {args.sizes[0]:,} and '
                 f"{args.sizes[-1]:,} inputs (target <= {FLATNESS:.0%}: "
                 f"{'met' if flat else '**not met**'}); largest peak {max(peaks):.0f} MB "
                 f"(target < {TARGET_MB} MB: {'met' if small else '**not met**'})."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import threading
@@ -38,13 +39,13 @@ from nebula_core._long_inputs import (
     token_ranges,
     too_long_error,
 )
-from nebula_core._ratelimit import Pacer, estimate_tokens
+from nebula_core._pacing import Pacer, estimate_tokens
 from nebula_core._retry import Cancelled, run_with_retries, should_retry
 from nebula_core._scheduler import CallQueue, Scheduler
 from nebula_core._tokens import count_tokens_many
-from nebula_core._transport import Transport
+from nebula_core._transport import Answer, Transport
 from nebula_core._validation import validate_texts
-from nebula_core.errors import BadRequestError, NebulaError
+from nebula_core.errors import APIStatusError, BadRequestError, NebulaError
 from nebula_core.models import DEFAULT_MODEL, check_dimensions, model_info, reduce_dimensions
 
 if TYPE_CHECKING:
@@ -90,6 +91,12 @@ class ClientStats:
     retries: int = 0
     prompt_tokens: int = 0
     total_tokens: int = 0
+    # Pacing, shared by every call: 429 answers received (retried or not), seconds spent
+    # waiting for the pacer, and this process's learned pace (None: no limit known).
+    throttled: int = 0
+    pacing_wait_seconds: float = 0.0
+    learned_requests_per_minute: float | None = None
+    learned_tokens_per_minute: float | None = None
 
 
 class NebulaClient:
@@ -122,6 +129,7 @@ class NebulaClient:
         max_tokens_per_request: int | None = None,
         dimensions: int | None = None,
         encoding_format: EncodingFormat = "auto",
+        rate_limit_share: float = 1.0,
     ) -> None:
         self._long = LongInputSettings.build(
             on_long_input, max_input_tokens, max_tokens_per_request, dimensions
@@ -139,13 +147,16 @@ class NebulaClient:
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
             encoding_format=encoding_format,
+            rate_limit_share=rate_limit_share,
         )
         self._init_transport()
 
     def _init_transport(self) -> None:
         """State that must not cross a pickle or a fork: pools, locks, pacing and counters."""
         config = self._config
-        self._pacer = Pacer(config.requests_per_minute, config.tokens_per_minute)
+        self._pacer = Pacer(
+            config.requests_per_minute, config.tokens_per_minute, share=config.rate_limit_share
+        )
         self._encoding = EncodingChoice(config.encoding_format)
         self._stats = ClientStats()
         self._transport_lock = threading.Lock()
@@ -162,8 +173,15 @@ class NebulaClient:
 
     @property
     def stats(self) -> ClientStats:
-        """Requests, retries and tokens spent so far by every call of this client."""
-        return self._stats
+        """Requests, retries, tokens, 429s and pacing waits so far, over every call."""
+        pacing = self._pacer.stats
+        return dataclasses.replace(
+            self._stats,
+            throttled=pacing.throttled_responses,
+            pacing_wait_seconds=pacing.wait_seconds,
+            learned_requests_per_minute=pacing.learned_requests_per_minute,
+            learned_tokens_per_minute=pacing.learned_tokens_per_minute,
+        )
 
     def _tally(self, job: Job, calls: int = 1) -> None:
         with self._transport_lock:
@@ -595,36 +613,56 @@ class NebulaClient:
         return self._send_texts(job, job.texts[start:end], where)
 
     def _send_texts(self, job: Job, batch: list[str], where: str) -> DecodedBatch:
-        estimated = estimate_tokens(batch) if self._pacer.active else 0
+        estimated = estimate_tokens(batch)
 
-        def post(encoding: Literal["base64", "float"], timeout: float) -> bytes:
+        def post(encoding: Literal["base64", "float"], timeout: float) -> Answer:
             job.count_request()
             body = encode_request(job.model, batch, encoding)
-            return self._transport.post(body, timeout, where).content
+            return self._transport.post(body, timeout, where)
 
         def send_once() -> DecodedBatch:
             if job.cancelled.is_set():
                 raise Cancelled
-            self._pacer.acquire(estimated, job.sleep)
-            timeout = self._config.timeout
-            remaining = job.remaining()
-            if remaining is not None:
-                if remaining <= 0:
-                    raise job.deadline_error(None)
-                timeout = min(timeout, remaining)
-            encoding = self._encoding.current()
+            pacer = self._pacer
+            permit = pacer.acquire(estimated, job.sleep)
+            # Every answer, success or error, goes back to the pacer: it learns from both.
+            status: int | None = None
+            headers: Mapping[str, str] | None = None
+            retry_after: float | None = None
+            tokens: int | None = None
             try:
-                content = post(encoding, timeout)
-            except BadRequestError as error:
-                if self._encoding.falls_back(encoding, error):
-                    # Not a retry: the service told us what it accepts; ask again that way.
-                    content = post("float", timeout)
-                elif encoding == "base64" and names_encoding_format(error):
-                    raise base64_refused_error(error) from None
-                else:
+                timeout = self._config.timeout
+                remaining = job.remaining()
+                if remaining is not None:
+                    if remaining <= 0:
+                        raise job.deadline_error(None)
+                    timeout = min(timeout, remaining)
+                encoding = self._encoding.current()
+                try:
+                    try:
+                        answer = post(encoding, timeout)
+                    except BadRequestError as error:
+                        if self._encoding.falls_back(encoding, error):
+                            # Not a retry: the service told us what it accepts; ask again so.
+                            answer = post("float", timeout)
+                        elif encoding == "base64" and names_encoding_format(error):
+                            raise base64_refused_error(error) from None
+                        else:
+                            raise
+                except APIStatusError as error:
+                    status, headers, retry_after = (
+                        error.status_code,
+                        error.headers,
+                        error.retry_after,
+                    )
                     raise
-            decoded = decode_embeddings(content, len(batch))
-            self._pacer.settle(estimated, decoded.usage.total_tokens)
+                status, headers = 200, answer.headers
+                decoded = decode_embeddings(answer.content, len(batch))
+                tokens = decoded.usage.total_tokens
+            finally:
+                pacer.observe(
+                    permit, status=status, headers=headers, retry_after=retry_after, tokens=tokens
+                )
             return decoded
 
         try:
