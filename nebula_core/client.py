@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
+from nebula_core import _streaming
 from nebula_core._batching import batch_ranges, classify_413, halves
 from nebula_core._codec import (
     OUTPUTS,
@@ -27,7 +28,7 @@ from nebula_core._codec import (
     require_numpy,
 )
 from nebula_core._config import ClientConfig
-from nebula_core._job import Job, ProgressCallback
+from nebula_core._job import Job, ProgressCallback, consume_outcome, first_error
 from nebula_core._long_inputs import (
     LongInputPolicy,
     LongInputSettings,
@@ -48,7 +49,10 @@ from nebula_core.errors import APIStatusError, BadRequestError, NebulaError
 from nebula_core.models import DEFAULT_MODEL, check_dimensions, model_info, reduce_dimensions
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, AsyncIterator, Iterator
+
     from nebula_core._codec import FloatArray
+    from nebula_core._streaming import EmbeddingBatch
 
 __all__ = ["ClientStats", "EmbeddingResult", "NebulaClient", "ProgressCallback"]
 
@@ -229,11 +233,11 @@ class NebulaClient:
             learned_tokens_per_minute=pacing.learned_tokens_per_minute,
         )
 
-    def _tally(self, job: Job) -> None:
+    def _tally(self, job: Job, calls: int = 1) -> None:
         with self._transport_lock:
             s = self._stats
             self._stats = ClientStats(
-                calls=s.calls + 1,
+                calls=s.calls + calls,
                 inputs=s.inputs + job.completed,
                 requests=s.requests + job.requests,
                 retries=s.retries + job.retries,
@@ -384,7 +388,7 @@ class NebulaClient:
                 # already on the wire end within `timeout` and are not waited for.
                 job.stop(futures)
                 raise
-            error = _first_error(done)
+            error = first_error(done)
             if error is not None:
                 # Stop the other batches, and let those on the wire finish, so that no request
                 # of this call is still running once the caller sees the error.
@@ -468,18 +472,45 @@ class NebulaClient:
         awaitables = [asyncio.wrap_future(future) for future in futures]
         for awaitable in awaitables:
             # Errors are re-raised below, once; this keeps asyncio from logging the others.
-            awaitable.add_done_callback(_consume_outcome)
+            awaitable.add_done_callback(consume_outcome)
         try:
             done, _ = await asyncio.wait(awaitables, return_when=asyncio.FIRST_EXCEPTION)
         except BaseException:
             # The task was cancelled: no new request starts; backoff sleeps end at once.
             job.stop(futures)
             raise
-        error = _first_error(done)
+        error = first_error(done)
         if error is not None:
             job.stop(futures)
             await asyncio.wait(awaitables)
             raise error
+
+    def embed_iter(
+        self,
+        texts: Iterable[str],
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 64,
+        *,
+        output: Output = "list",
+        window: int | None = None,
+    ) -> Iterator[EmbeddingBatch[Any]]:
+        """Embed a stream of texts lazily, yielding `EmbeddingBatch(start, embeddings, usage)`
+        in input order; see docs/streaming.md. At most `window` batches (default
+        `2 * max_concurrency`) are pulled ahead, in flight or buffered."""
+        return _streaming.embed_iter(self, texts, model, batch_size, output, window)
+
+    def aembed_iter(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 64,
+        *,
+        output: Output = "list",
+        window: int | None = None,
+    ) -> AsyncIterator[EmbeddingBatch[Any]]:
+        """`embed_iter` for asyncio; `texts` may be an async iterable. Close it early with
+        `contextlib.aclosing` (or cancel the task) to stop its requests at once."""
+        return _streaming.aembed_iter(self, texts, model, batch_size, output, window)
 
     # -- the work ---------------------------------------------------------------------------
 
@@ -490,7 +521,24 @@ class NebulaClient:
         batch_size: int,
         on_progress: ProgressCallback | None,
         output: Output = "list",
+        offset: int = 0,
     ) -> Job:
+        """Check and plan one call's inputs; `offset` is the position of `texts[0]` in a
+        stream (`embed_iter`), so messages and long-input plans name global positions."""
+        self._check_call(model, batch_size, output)
+        items = validate_texts(texts, offset)
+        check_dimensions(model, self._long.dimensions)
+        with self._transport_lock:
+            learned = self._learned_limits.get(model)
+        limit = effective_limit(model, self._long.max_input_tokens, learned)
+        positions = range(offset, offset + len(items)) if offset else None
+        plan = plan_long_inputs(items, model, self._long.on_long_input, limit, positions)
+        job = Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan, output)
+        job.offset = offset
+        return job
+
+    @staticmethod
+    def _check_call(model: str, batch_size: int, output: Output) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be 'list' or 'numpy', got {output!r}.")
         if output == "numpy":
@@ -499,13 +547,6 @@ class NebulaClient:
             raise ValueError(f"model must be a non-empty model id, got {model!r}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-        items = validate_texts(texts)
-        check_dimensions(model, self._long.dimensions)
-        with self._transport_lock:
-            learned = self._learned_limits.get(model)
-        limit = effective_limit(model, self._long.max_input_tokens, learned)
-        plan = plan_long_inputs(items, model, self._long.on_long_input, limit)
-        return Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan, output)
 
     def _ranges(self, job: Job, batch_size: int) -> list[tuple[int, int]]:
         max_tokens = self._long.max_tokens_per_request
@@ -524,7 +565,7 @@ class NebulaClient:
         warning = job.plan.warning()
         if warning is not None:
             logger.warning("%s", warning)
-        reshaped = job.plan.owners is not None or self._long.dimensions is not None
+        reshaped = job.plan.merges or self._long.dimensions is not None
         embeddings: Any = job.vectors
         if job.output == "numpy":
             embeddings = job.array if job.array is not None else _empty_array(job.model)
@@ -571,9 +612,9 @@ class NebulaClient:
                     raise
                 if high - low == 1:
                     raise BadRequestError(
-                        f"The input at position {low} alone is too large for the service "
-                        f"(HTTP 413: {error.server_message or 'payload too large'}); shorten it "
-                        "or split it into smaller chunks.",
+                        f"The input at position {job.plan.owner(low)} alone is too large for "
+                        f"the service (HTTP 413: {error.server_message or 'payload too large'}); "
+                        "shorten it or split it into smaller chunks.",
                         status_code=413,
                         server_message=error.server_message,
                     ) from None
@@ -614,9 +655,10 @@ class NebulaClient:
                 self._learned_limits[job.model] = limit if known is None else min(known, limit)
             if policy == "error":
                 # Name every input of the call that the limit rules out, not just this batch.
-                offenders = over_limit(job.model, job.texts, limit) or [
-                    (job.plan.owner(p), limit, False) for p in range(start, end)
-                ]
+                offenders = [
+                    (job.plan.owner(i), n, exact)
+                    for i, n, exact in over_limit(job.model, job.texts, limit)
+                ] or [(job.plan.owner(p), limit, False) for p in range(start, end)]
                 raise too_long_error(
                     job.model,
                     offenders,
@@ -631,7 +673,7 @@ class NebulaClient:
                 usage = Usage()
                 for first in range(0, len(sub.texts), job.limits.max_inputs):
                     part = sub.texts[first : first + job.limits.max_inputs]
-                    got = self._send_texts(job, part, _where(start, end))
+                    got = self._send_texts(job, part, _where(start + job.offset, end + job.offset))
                     vectors.extend(got.to_lists())
                     usage = usage + got.usage
             except BadRequestError as again:
@@ -649,7 +691,8 @@ class NebulaClient:
         raise error
 
     def _send_batch(self, job: Job, start: int, end: int) -> DecodedBatch:
-        return self._send_texts(job, job.texts[start:end], _where(start, end))
+        where = _where(start + job.offset, end + job.offset)
+        return self._send_texts(job, job.texts[start:end], where)
 
     def _send_texts(self, job: Job, batch: list[str], where: str) -> DecodedBatch:
         estimated = estimate_tokens(batch)
@@ -725,20 +768,6 @@ class NebulaClient:
 
 def _where(start: int, end: int) -> str:
     return f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
-
-
-def _first_error(
-    done: Iterable[asyncio.Future[None] | concurrent.futures.Future[None]],
-) -> BaseException | None:
-    """The error that ended a call; a `Cancelled` is only an echo of stopping, never the cause."""
-    errors = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
-    real = [e for e in errors if not isinstance(e, Cancelled)]
-    return (real or errors or [None])[0]
-
-
-def _consume_outcome(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _empty_array(model: str) -> FloatArray:
