@@ -65,10 +65,6 @@ def _check_dtype(dtype: object) -> None:
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}.")
 
 
-def _share(budget: float | None, actors: int) -> float | None:
-    return None if budget is None else budget / actors
-
-
 class NebulaEmbedder:
     """A callable class for `Dataset.map_batches` that adds a vector column to every batch.
 
@@ -132,18 +128,22 @@ class NebulaEmbedder:
         self.batch_size = batch_size
         self.dtype: VectorDType = dtype
         key = api_key.reveal() if isinstance(api_key, Secret) else api_key
+        # `rate_limit_share` splits the explicit budget and also what the pacer learns from
+        # the service's x-ratelimit-* headers, so the actors together stay inside both.
+        share = float(client_options.pop("rate_limit_share", 1.0)) / actors
         self._client = NebulaClient(
             api_key=key,
             base_url=base_url,
             max_concurrency=max_concurrency,
-            requests_per_minute=_share(requests_per_minute, actors),
-            tokens_per_minute=_share(tokens_per_minute, actors),
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            rate_limit_share=share,
             **client_options,
         )
 
     @property
     def client(self) -> NebulaClient:
-        """This actor's client (its config carries its share of the rate budget)."""
+        """This actor's client (its `rate_limit_share` is its part of the rate budget)."""
         return self._client
 
     def __repr__(self) -> str:
@@ -295,8 +295,8 @@ def embed_dataset(
         api_key=key if key is not None else "validated-on-the-actors",
         base_url=url,
         max_concurrency=max_concurrency,
-        requests_per_minute=_share(requests_per_minute, actors),
-        tokens_per_minute=_share(tokens_per_minute, actors),
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
         **client_options,
     )
     constructor_kwargs: dict[str, Any] = {

@@ -176,8 +176,11 @@ def test_each_embedder_paces_itself_at_its_share_of_the_job_budget(emu: NebulaEm
         requests_per_minute=3000,
         tokens_per_minute=800_000,
     )
-    assert embedder.client.config.requests_per_minute == 750
-    assert embedder.client.config.tokens_per_minute == 200_000
+    # The whole budget, of which this actor takes a quarter; the share also splits what the
+    # pacer learns from the service's headers.
+    assert embedder.client.config.requests_per_minute == 3000
+    assert embedder.client.config.tokens_per_minute == 800_000
+    assert embedder.client.config.rate_limit_share == 0.25
     alone = NebulaEmbedder(api_key=emu.api_key, base_url=emu.base_url, requests_per_minute=60)
     assert alone.client.config.requests_per_minute == 60
     assert alone.client.config.tokens_per_minute is None
