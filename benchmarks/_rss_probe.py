@@ -35,7 +35,7 @@ def short_texts(count: int) -> list[str]:
 def fingerprint(vectors: list[list[float]], samples: int = 64) -> list[list[float]]:
     """The first coordinates of evenly spaced vectors: enough to tell if any were misplaced."""
     step = max(1, len(vectors) // samples)
-    return [list(vectors[i][:4]) for i in range(0, len(vectors), step)]
+    return [[float(x) for x in vectors[i][:4]] for i in range(0, len(vectors), step)]
 
 
 def _status_kib(field: str) -> int | None:
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--short", action="store_true", help="short inputs instead of chunks")
     parser.add_argument("--async", dest="use_async", action="store_true")
+    parser.add_argument("--output", default="list", help="ours only: list or numpy")
     parser.add_argument(
         "--calls",
         type=int,
@@ -126,7 +127,9 @@ def main() -> None:
     args = parser.parse_args()
 
     texts = short_texts(args.inputs) if args.short else sample_texts(args.inputs)
-    setup = Setup(args.base_url, args.api_key, args.model, args.batch_size, args.concurrency)
+    setup = Setup(
+        args.base_url, args.api_key, args.model, args.batch_size, args.concurrency, args.output
+    )
     contender = build(args.key, setup)
     if args.use_async and contender.aembed is None:
         raise SystemExit(f"{args.key} has no async path")
