@@ -75,6 +75,9 @@ class NebulaEmbeddings(BaseModel, Embeddings):
             Overall seconds one embed call may take, retries included.
         encoding_format: "auto" | "base64" | "float"
             Wire encoding of the vectors. Default "auto": base64, or floats if refused.
+        rate_limit_share: float
+            This process's part of the account's rate limits when several processes share the
+            key (1 / number of processes). Default 1.
 
     Instantiate:
         ```python
@@ -183,6 +186,9 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     """Cut batches by estimated tokens as well as by count."""
     dimensions: int | None = None
     """Matryoshka models only: keep the first `dimensions` values, re-normalized."""
+
+    rate_limit_share: float = 1.0
+    """This process's part of the account's rate limits (1 / processes sharing the key)."""
 
     _bound: BoundClient = PrivateAttr()
     encoding_format: EncodingFormat = "auto"

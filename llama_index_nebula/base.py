@@ -80,10 +80,10 @@ class NebulaEmbedding(BaseEmbedding):
         ```
 
     Connection settings (`api_key`, `base_url`, `timeout`, `max_retries`, `max_concurrency`,
-    `default_headers`, `requests_per_minute`, `tokens_per_minute`, `deadline`,
-    `encoding_format`) may be
-    reassigned; the shared client is rebuilt on the next call. `num_workers` (LlamaIndex's
-    async fan-out) is not used: concurrency is `max_concurrency`, sync and async alike.
+    `default_headers`, `requests_per_minute`, `tokens_per_minute`, `rate_limit_share`,
+    `deadline`, `encoding_format`) may be reassigned; the shared client is rebuilt on the next
+    call. `num_workers` (LlamaIndex's async fan-out) is not used: concurrency is
+    `max_concurrency`, sync and async alike.
     """
 
     model_name: str = Field(
@@ -141,6 +141,13 @@ class NebulaEmbedding(BaseEmbedding):
         default="auto",
         description="Wire encoding: 'auto' asks for base64 and falls back to floats for good if "
         "refused; 'float' sends exactly the documented body. Vectors are lists either way.",
+    )
+    rate_limit_share: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="This process's part of the account's rate limits (1 / processes sharing "
+        "the key, e.g. with IngestionPipeline(num_workers=N)).",
     )
 
     _bound: BoundClient | None = PrivateAttr(default=None)

@@ -25,6 +25,7 @@ CLIENT_OPTIONS = (
     "max_tokens_per_request",
     "dimensions",
     "encoding_format",
+    "rate_limit_share",
 )
 
 

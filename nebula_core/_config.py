@@ -135,6 +135,7 @@ class ClientConfig:
     requests_per_minute: float | None
     tokens_per_minute: float | None
     encoding_format: EncodingFormat = "auto"
+    rate_limit_share: float = 1.0
 
     @property
     def embeddings_url(self) -> str:
@@ -156,6 +157,7 @@ class ClientConfig:
         requests_per_minute: float | None,
         tokens_per_minute: float | None,
         encoding_format: EncodingFormat = "auto",
+        rate_limit_share: float = 1.0,
     ) -> ClientConfig:
         """Resolve arguments against the environment and reject anything unusable."""
         _require(
@@ -193,6 +195,13 @@ class ClientConfig:
             f"encoding_format must be one of {', '.join(ENCODING_FORMATS)}, "
             f"got {encoding_format!r}.",
         )
+        _require(
+            isinstance(rate_limit_share, (int, float))
+            and not isinstance(rate_limit_share, bool)
+            and 0 < rate_limit_share <= 1,
+            "rate_limit_share must be a number in (0, 1], this process's part of the account's "
+            f"rate limits (1 / number of processes), got {rate_limit_share!r}.",
+        )
         headers = dict(default_headers or {})
         for name, value in headers.items():
             _require(
@@ -220,4 +229,5 @@ class ClientConfig:
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
             encoding_format=encoding_format,
+            rate_limit_share=float(rate_limit_share),
         )

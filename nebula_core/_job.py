@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from nebula_core._batching import BatchLimits
 from nebula_core._codec import DecodedBatch, Output, Usage, require_numpy
 from nebula_core._long_inputs import LongInputPlan
 from nebula_core._retry import Cancelled
@@ -51,7 +52,7 @@ class Job:
         self.retries = 0
         self.completed = 0
         self.dimensions: int | None = None
-        self.batch_cap = batch_size
+        self.limits = BatchLimits(batch_size)
         self.deadline = deadline
         self.deadline_at = None if deadline is None else time.monotonic() + deadline
         self.cancelled = threading.Event()

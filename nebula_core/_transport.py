@@ -14,9 +14,11 @@ import requests.auth
 import urllib3.exceptions
 
 from nebula_core._config import ClientConfig, Secret
+from nebula_core._pacing import rate_limit_headers
 from nebula_core._response import MAX_ERROR_BODY, error_for_status, redact
 from nebula_core.errors import (
     APIConnectionError,
+    APIStatusError,
     APITimeoutError,
     ConfigurationError,
     NebulaError,
@@ -127,7 +129,13 @@ class Transport:
             raise failure
         if success:
             return Answer(content, headers)
-        raise error_for_status(status, content, headers, where=where, secrets=self._secrets())
+        status_error = error_for_status(
+            status, content, headers, where=where, secrets=self._secrets()
+        )
+        if isinstance(status_error, APIStatusError):
+            # For the pacer: only x-ratelimit-* and Retry-After, never auth.
+            status_error.headers = rate_limit_headers(headers)
+        raise status_error
 
     def _secrets(self) -> tuple[str, ...]:
         return (self._config.api_key.reveal(), *self._config.default_headers.values())

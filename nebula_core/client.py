@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import os
 import threading
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
+from nebula_core._batching import batch_ranges, classify_413, halves
 from nebula_core._codec import (
     OUTPUTS,
     DecodedBatch,
@@ -36,12 +38,13 @@ from nebula_core._long_inputs import (
     token_ranges,
     too_long_error,
 )
-from nebula_core._ratelimit import Pacer, estimate_tokens
+from nebula_core._pacing import Pacer, estimate_tokens
 from nebula_core._retry import Cancelled, run_with_retries, should_retry
+from nebula_core._scheduler import CallQueue, Scheduler
 from nebula_core._tokens import count_tokens_many
-from nebula_core._transport import Transport
+from nebula_core._transport import Answer, Transport
 from nebula_core._validation import validate_texts
-from nebula_core.errors import BadRequestError, NebulaError
+from nebula_core.errors import APIStatusError, BadRequestError, NebulaError
 from nebula_core.models import DEFAULT_MODEL, check_dimensions, model_info, reduce_dimensions
 
 if TYPE_CHECKING:
@@ -84,6 +87,12 @@ class ClientStats:
     retries: int = 0
     prompt_tokens: int = 0
     total_tokens: int = 0
+    # Pacing, shared by every call: 429 answers received (retried or not), seconds spent
+    # waiting for the pacer, and this process's learned pace (None: no limit known).
+    throttled: int = 0
+    pacing_wait_seconds: float = 0.0
+    learned_requests_per_minute: float | None = None
+    learned_tokens_per_minute: float | None = None
 
 
 class NebulaClient:
@@ -116,6 +125,7 @@ class NebulaClient:
         max_tokens_per_request: int | None = None,
         dimensions: int | None = None,
         encoding_format: EncodingFormat = "auto",
+        rate_limit_share: float = 1.0,
     ) -> None:
         self._long = LongInputSettings.build(
             on_long_input, max_input_tokens, max_tokens_per_request, dimensions
@@ -133,18 +143,21 @@ class NebulaClient:
             requests_per_minute=requests_per_minute,
             tokens_per_minute=tokens_per_minute,
             encoding_format=encoding_format,
+            rate_limit_share=rate_limit_share,
         )
         self._init_transport()
 
     def _init_transport(self) -> None:
         """State that must not cross a pickle or a fork: pools, locks, pacing and counters."""
         config = self._config
-        self._pacer = Pacer(config.requests_per_minute, config.tokens_per_minute)
+        self._pacer = Pacer(
+            config.requests_per_minute, config.tokens_per_minute, share=config.rate_limit_share
+        )
         self._encoding = EncodingChoice(config.encoding_format)
         self._stats = ClientStats()
         self._transport_lock = threading.Lock()
         self._transport = Transport(config)
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._scheduler: Scheduler | None = None
         self._owner_pid = os.getpid()
         # Token limits the service named when it refused an input, per model (unknown models).
         self._learned_limits: dict[str, int] = {}
@@ -156,8 +169,15 @@ class NebulaClient:
 
     @property
     def stats(self) -> ClientStats:
-        """Requests, retries and tokens spent so far by every call of this client."""
-        return self._stats
+        """Requests, retries, tokens, 429s and pacing waits so far, over every call."""
+        pacing = self._pacer.stats
+        return dataclasses.replace(
+            self._stats,
+            throttled=pacing.throttled_responses,
+            pacing_wait_seconds=pacing.wait_seconds,
+            learned_requests_per_minute=pacing.learned_requests_per_minute,
+            learned_tokens_per_minute=pacing.learned_tokens_per_minute,
+        )
 
     def _tally(self, job: Job) -> None:
         with self._transport_lock:
@@ -200,27 +220,25 @@ class NebulaClient:
         if self._owner_pid != os.getpid():
             self._init_transport()
 
-    def _get_executor(self) -> concurrent.futures.ThreadPoolExecutor:
-        self._check_fork()
-        executor = self._executor
-        if executor is None:
+    def _get_scheduler(self) -> Scheduler:
+        scheduler = self._scheduler
+        if scheduler is None:
             with self._transport_lock:
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self._config.max_concurrency,
-                        thread_name_prefix="nebula-embed",
-                    )
-                executor = self._executor
-        return executor
+                if self._scheduler is None:
+                    self._scheduler = Scheduler(self._config.max_concurrency)
+                scheduler = self._scheduler
+        return scheduler
 
     def close(self) -> None:
-        """Release pooled connections and worker threads; the client can still be used after."""
-        with self._transport_lock:
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            # Batches already queued by a call still running elsewhere finish on the old pool
-            # (a fresh session is made for them); cancelling them would leave that call short.
-            executor.shutdown(wait=False)
+        """Release pooled connections and worker threads; the client can still be used after.
+
+        Calls running elsewhere finish with complete results (their batches run on, with a
+        fresh session), still within `max_concurrency`; later calls start new workers.
+        """
+        self._check_fork()
+        scheduler = self._scheduler
+        if scheduler is not None:
+            scheduler.close()
         self._transport.close()
 
     def __enter__(self) -> NebulaClient:
@@ -269,6 +287,7 @@ class NebulaClient:
         Invalid inputs raise `TypeError`/`ValueError` before any request; an empty list returns
         an empty result without a request.
         """
+        self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             self._run(job, self._ranges(job, batch_size))
@@ -277,32 +296,35 @@ class NebulaClient:
         return self._finish(job)
 
     def _run(self, job: Job, ranges: list[tuple[int, int]]) -> None:
-        if len(ranges) <= 1 or self._config.max_concurrency == 1:
-            try:
-                for start, end in ranges:
-                    self._embed_range(job, start, end)
-            except BaseException:
-                job.cancelled.set()
-                raise
+        if not ranges:
             return
-
-        futures = self._submit(job, ranges)
+        queue = self._get_scheduler().open_queue()
         try:
-            done, _ = concurrent.futures.wait(
-                futures, return_when=concurrent.futures.FIRST_EXCEPTION
-            )
-        except BaseException:
-            # Ctrl-C in the caller's thread: stop sending and return at once; requests
-            # already on the wire end within `timeout` and are not waited for.
-            job.stop(futures)
-            raise
-        error = _first_error(done)
-        if error is not None:
-            # Stop the other batches, and let those on the wire finish, so that no request
-            # of this call is still running once the caller sees the error.
-            job.stop(futures)
-            concurrent.futures.wait(futures)
-            raise error
+            futures = [
+                queue.submit(self._embed_batch, job, start, end, wake=False)
+                for start, end in ranges
+            ]
+            try:
+                # The caller runs its own batches while its turn comes first (a one-batch
+                # call: no thread hop at all); workers take the other slots.
+                queue.help()
+                done, _ = concurrent.futures.wait(
+                    futures, return_when=concurrent.futures.FIRST_EXCEPTION
+                )
+            except BaseException:
+                # Ctrl-C in the caller's thread: stop sending and return at once; requests
+                # already on the wire end within `timeout` and are not waited for.
+                job.stop(futures)
+                raise
+            error = _first_error(done)
+            if error is not None:
+                # Stop the other batches, and let those on the wire finish, so that no request
+                # of this call is still running once the caller sees the error.
+                job.stop(futures)
+                concurrent.futures.wait(futures)
+                raise error
+        finally:
+            queue.close()
 
     @overload
     async def aembed(
@@ -340,6 +362,7 @@ class NebulaClient:
         Requests run in the client's worker threads (at most `max_concurrency` at once).
         Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
         """
+        self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress, output)
         try:
             await self._arun(job, self._ranges(job, batch_size))
@@ -350,7 +373,16 @@ class NebulaClient:
     async def _arun(self, job: Job, ranges: list[tuple[int, int]]) -> None:
         if not ranges:
             return
-        futures = self._submit(job, ranges)
+        queue = self._get_scheduler().open_queue()
+        try:
+            await self._await_batches(job, queue, ranges)
+        finally:
+            queue.close()
+
+    async def _await_batches(
+        self, job: Job, queue: CallQueue, ranges: list[tuple[int, int]]
+    ) -> None:
+        futures = [queue.submit(self._embed_batch, job, start, end) for start, end in ranges]
         awaitables = [asyncio.wrap_future(future) for future in futures]
         for awaitable in awaitables:
             # Errors are re-raised below, once; this keeps asyncio from logging the others.
@@ -393,18 +425,11 @@ class NebulaClient:
         plan = plan_long_inputs(items, model, self._long.on_long_input, limit)
         return Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan, output)
 
-    def _submit(
-        self, job: Job, ranges: list[tuple[int, int]]
-    ) -> list[concurrent.futures.Future[None]]:
-        executor = self._get_executor()
-        return [executor.submit(self._embed_range, job, start, end) for start, end in ranges]
-
     def _ranges(self, job: Job, batch_size: int) -> list[tuple[int, int]]:
-        total = len(job.texts)
         max_tokens = self._long.max_tokens_per_request
         if max_tokens is not None:
             return token_ranges(count_tokens_many(job.model, job.texts), batch_size, max_tokens)
-        return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
+        return batch_ranges(len(job.texts), batch_size)
 
     def _finish(self, job: Job) -> EmbeddingResult[Any]:
         if job.completed != len(job.texts):
@@ -436,41 +461,56 @@ class NebulaClient:
             vectors = reduce_dimensions(vectors, self._long.dimensions)
         return vectors
 
+    def _embed_batch(self, job: Job, start: int, end: int) -> None:
+        """One scheduled batch; its failure stops the call's batches that have not started."""
+        try:
+            self._embed_range(job, start, end)
+        except BaseException:
+            job.cancelled.set()
+            raise
+
     def _embed_range(self, job: Job, start: int, end: int) -> None:
-        """Embed texts[start:end], splitting further whenever the service answers 413."""
-        position = start
-        while position < end:
-            size = min(job.batch_cap, end - position)
+        """Embed texts[start:end]; a batch refused as too large is split in halves, retried."""
+        pending = [(start, end)]
+        while pending:
+            low, high = pending.pop()
+            pieces = job.limits.split(job.texts, low, high)
+            if len(pieces) > 1:
+                pending.extend(reversed(pieces))
+                continue
             try:
-                batch = self._send_batch(job, position, position + size)
+                batch = self._send_batch(job, low, high)
             except BadRequestError as error:
                 if limit_from_message(error.server_message) is not None:
-                    # Too long for the model, not too big a batch: the batch size stays.
-                    self._embed_refused_range(job, position, position + size, error)
-                    position += size
+                    # Too long for the model, not too big a batch: no size is learned.
+                    self._embed_refused_range(job, low, high, error)
                     continue
                 if error.status_code != 413:
                     raise
-                if size == 1:
+                if high - low == 1:
                     raise BadRequestError(
-                        f"The input at position {position} alone is too large for the service "
+                        f"The input at position {low} alone is too large for the service "
                         f"(HTTP 413: {error.server_message or 'payload too large'}); shorten it "
                         "or split it into smaller chunks.",
                         status_code=413,
                         server_message=error.server_message,
                     ) from None
-                with job.lock:
-                    # Remember the smaller size so later batches do not hit the same 413.
-                    job.batch_cap = min(job.batch_cap, max(1, size // 2))
-                logger.warning(
-                    "NebulaBlock refused %d inputs in one request (HTTP 413); sending at most "
-                    "%d per request from now on.",
-                    size,
-                    job.batch_cap,
-                )
+                self._learn_from_413(job, low, high, error)
+                pending.extend(reversed(halves(low, high)))
                 continue
-            job.store(position, batch)
-            position += size
+            job.store(low, batch)
+
+    @staticmethod
+    def _learn_from_413(job: Job, start: int, end: int, error: BadRequestError) -> None:
+        """Later batches avoid only what this 413 proved too large (bytes or counts)."""
+        refusal = classify_413(error)
+        if job.limits.learn(refusal, job.texts[start:end]):
+            logger.warning(
+                "NebulaBlock refused %d inputs in one request (HTTP 413, %s); this call now "
+                "splits requests at least that large.",
+                end - start,
+                refusal.value.replace("_", " "),
+            )
 
     def _embed_refused_input(self, job: Job, position: int, error: BadRequestError) -> None:
         """The service refused job.texts[position] as too long: see `_embed_refused_range`."""
@@ -507,8 +547,8 @@ class NebulaClient:
             try:
                 vectors: list[list[float]] = []
                 usage = Usage()
-                for first in range(0, len(sub.texts), job.batch_cap):
-                    part = sub.texts[first : first + job.batch_cap]
+                for first in range(0, len(sub.texts), job.limits.max_inputs):
+                    part = sub.texts[first : first + job.limits.max_inputs]
                     got = self._send_texts(job, part, _where(start, end))
                     vectors.extend(got.to_lists())
                     usage = usage + got.usage
@@ -530,37 +570,56 @@ class NebulaClient:
         return self._send_texts(job, job.texts[start:end], _where(start, end))
 
     def _send_texts(self, job: Job, batch: list[str], where: str) -> DecodedBatch:
-        estimated = estimate_tokens(batch) if self._pacer.active else 0
+        estimated = estimate_tokens(batch)
 
-        def post(encoding: Literal["base64", "float"], timeout: float) -> bytes:
+        def post(encoding: Literal["base64", "float"], timeout: float) -> Answer:
             job.count_request()
             body = encode_request(job.model, batch, encoding)
-            return self._transport.post(body, timeout, where).content
+            return self._transport.post(body, timeout, where)
 
         def send_once() -> DecodedBatch:
             if job.cancelled.is_set():
                 raise Cancelled
-            self._pacer.acquire(estimated, job.sleep)
-            timeout = self._config.timeout
-            remaining = job.remaining()
-            if remaining is not None:
-                if remaining <= 0:
-                    raise job.deadline_error(None)
-                timeout = min(timeout, remaining)
-            self._check_fork()
-            encoding = self._encoding.current()
+            pacer = self._pacer
+            permit = pacer.acquire(estimated, job.sleep)
+            # Every answer, success or error, goes back to the pacer: it learns from both.
+            status: int | None = None
+            headers: Mapping[str, str] | None = None
+            retry_after: float | None = None
+            tokens: int | None = None
             try:
-                content = post(encoding, timeout)
-            except BadRequestError as error:
-                if self._encoding.falls_back(encoding, error):
-                    # Not a retry: the service told us what it accepts; ask again that way.
-                    content = post("float", timeout)
-                elif encoding == "base64" and names_encoding_format(error):
-                    raise base64_refused_error(error) from None
-                else:
+                timeout = self._config.timeout
+                remaining = job.remaining()
+                if remaining is not None:
+                    if remaining <= 0:
+                        raise job.deadline_error(None)
+                    timeout = min(timeout, remaining)
+                encoding = self._encoding.current()
+                try:
+                    try:
+                        answer = post(encoding, timeout)
+                    except BadRequestError as error:
+                        if self._encoding.falls_back(encoding, error):
+                            # Not a retry: the service told us what it accepts; ask again so.
+                            answer = post("float", timeout)
+                        elif encoding == "base64" and names_encoding_format(error):
+                            raise base64_refused_error(error) from None
+                        else:
+                            raise
+                except APIStatusError as error:
+                    status, headers, retry_after = (
+                        error.status_code,
+                        error.headers,
+                        error.retry_after,
+                    )
                     raise
-            decoded = decode_embeddings(content, len(batch))
-            self._pacer.settle(estimated, decoded.usage.total_tokens)
+                status, headers = 200, answer.headers
+                decoded = decode_embeddings(answer.content, len(batch))
+                tokens = decoded.usage.total_tokens
+            finally:
+                pacer.observe(
+                    permit, status=status, headers=headers, retry_after=retry_after, tokens=tokens
+                )
             return decoded
 
         try:

@@ -99,7 +99,8 @@ class DeadlineExceededError(APITimeoutError):
 class APIStatusError(NebulaError):
     """The service answered with a non-success HTTP status.
 
-    `retry_after` is the server's `Retry-After` in seconds, when it sent one.
+    `retry_after` is the server's `Retry-After` in seconds, when it sent one; `headers` holds
+    only the answer's `x-ratelimit-*` and `Retry-After` headers (never auth), for pacing.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class APIStatusError(NebulaError):
             message, status_code=status_code, server_message=server_message, attempts=attempts
         )
         self.retry_after = retry_after
+        self.headers: dict[str, str] = {}
 
 
 class AuthenticationError(APIStatusError):

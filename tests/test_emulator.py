@@ -396,7 +396,7 @@ def test_delay_fault_holds_the_answer_and_stop_cuts_it_short(http):
         caller.start()
         time.sleep(0.1)
         started = time.monotonic()
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 10  # not the 60 s of the delay
     caller.join(5)
     assert not caller.is_alive()
     assert outcome  # answered early or cut off, but not left hanging
@@ -685,8 +685,8 @@ def test_the_fixtures_reach_a_users_suite_through_the_entry_point(pytester):
 
 def test_small_sequential_requests_are_not_held_back_by_nagle(http, emu):
     # Headers and body leave in one write on a TCP_NODELAY socket; otherwise Nagle's
-    # algorithm and delayed ACKs cost ~40 ms per request (4 s here).
+    # algorithm and delayed ACKs cost ~40 ms per request (12 s here, whatever the CPU load).
     started = time.monotonic()
-    for _ in range(100):
+    for _ in range(300):
         assert post(http, emu, ["x"]).status_code == 200
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 6

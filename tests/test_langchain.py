@@ -9,7 +9,6 @@ import logging
 import pickle
 import subprocess
 import sys
-import time
 
 import pytest
 from langchain_classic.embeddings import CacheBackedEmbeddings
@@ -24,6 +23,7 @@ from nebula_core import DEFAULT_BASE_URL, AuthenticationError, ConfigurationErro
 from nebula_core.models import QWEN3_QUERY_INSTRUCTION, RETRIEVAL_QUERY_INSTRUCTION
 from nebula_core.testing import Fault, NebulaEmulator
 from tests.conftest import TEXTS, LoopTicks
+from tests.servers import CountingServer, vector_of
 
 DOCS = [
     Document(
@@ -139,45 +139,43 @@ def test_documents_are_split_into_batches_of_batch_size(emu, make_embeddings):
     ]
 
 
-def test_sync_batches_run_concurrently_up_to_max_concurrency(emu, make_embeddings):
-    emu.latency = 0.1
-    texts = TEXTS[:64]  # 8 batches: 0.8 s one at a time, two rounds of 0.1 s with four slots
+def test_sync_batches_run_concurrently_up_to_max_concurrency():
+    texts = TEXTS[:64]  # 8 batches
+    with CountingServer(latency=0.05) as server:
+        embeddings = NebulaEmbeddings(
+            api_key="ak_test", base_url=server.base_url, batch_size=8, max_concurrency=4
+        )
+        vectors = embeddings.embed_documents(texts)
 
-    started = time.monotonic()
-    vectors = make_embeddings(batch_size=8, max_concurrency=4).embed_documents(texts)
-    elapsed = time.monotonic() - started
-
-    assert vectors == [emu.embedding(text) for text in texts]
-    assert len(emu.embeddings_requests) == 8
-    assert 0.2 <= elapsed < 0.5
+    assert vectors == [vector_of(text) for text in texts]
+    assert len(server.arrivals) == 8
+    assert server.max_in_flight == 4  # concurrent, and never one more than allowed
 
 
-async def test_async_batches_are_truly_concurrent(emu, make_embeddings):
-    emu.latency = 0.1
+async def test_async_batches_are_truly_concurrent():
     texts = TEXTS[:64]
-    embeddings = make_embeddings(batch_size=8, max_concurrency=4)
+    with CountingServer(latency=0.1) as server:
+        embeddings = NebulaEmbeddings(
+            api_key="ak_test", base_url=server.base_url, batch_size=8, max_concurrency=4
+        )
+        async with LoopTicks() as loop:
+            vectors = await embeddings.aembed_documents(texts)
 
-    async with LoopTicks() as loop:
-        started = time.monotonic()
-        vectors = await embeddings.aembed_documents(texts)
-        elapsed = time.monotonic() - started
-
-    assert vectors == [emu.embedding(text) for text in texts]
-    assert 0.2 <= elapsed < 0.5  # sequential would take 0.8 s
-    assert loop.ticks >= 10  # the event loop kept running during the requests
+    assert vectors == [vector_of(text) for text in texts]
+    assert server.max_in_flight == 4  # sequential would have one at a time
+    assert loop.ticks >= 10  # the event loop kept running during the requests (>= 0.2 s)
 
 
-async def test_gathered_async_queries_overlap(emu, make_embeddings):
-    emu.latency = 0.1
-    embeddings = make_embeddings(max_concurrency=4)
+async def test_gathered_async_queries_overlap():
     questions = [f"question number {i}" for i in range(4)]
+    with CountingServer(latency=0.1) as server:
+        embeddings = NebulaEmbeddings(
+            api_key="ak_test", base_url=server.base_url, max_concurrency=4
+        )
+        vectors = await asyncio.gather(*(embeddings.aembed_query(q) for q in questions))
 
-    started = time.monotonic()
-    vectors = await asyncio.gather(*(embeddings.aembed_query(q) for q in questions))
-    elapsed = time.monotonic() - started
-
-    assert vectors == [emu.embedding(RETRIEVAL_QUERY_INSTRUCTION + q) for q in questions]
-    assert elapsed < 0.3  # four 0.1 s requests side by side, not 0.4 s in a row
+    assert vectors == [vector_of(RETRIEVAL_QUERY_INSTRUCTION + q) for q in questions]
+    assert server.max_in_flight == 4  # four requests side by side, not one after another
 
 
 # -- vector stores and caches ----------------------------------------------------------------

@@ -9,7 +9,6 @@ import math
 import pickle
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from nebula_core import AuthenticationError, BadRequestError, ConfigurationError
 from nebula_core.models import QWEN3_QUERY_INSTRUCTION, RETRIEVAL_QUERY_INSTRUCTION
 from nebula_core.testing import Fault, NebulaEmulator
 from tests.conftest import TEXTS, LoopTicks
+from tests.servers import CountingServer, vector_of
 
 DOCS = [
     "NebulaBlock API keys are created in the dashboard and usually start with ak_.",
@@ -180,31 +180,28 @@ async def test_async_batch_is_exact_in_order_and_split_by_embed_batch_size(emu, 
     assert sorted(batches) == sorted(TEXTS[start : start + 16] for start in range(0, 200, 16))
 
 
-def test_sync_batches_are_in_flight_together(emu, make_embed):
-    embed = make_embed(embed_batch_size=2, max_concurrency=4)
-    emu.latency = 0.25
+def test_sync_batches_are_in_flight_together():
+    with CountingServer(latency=0.05) as server:
+        embed = NebulaEmbedding(
+            api_key="ak_test", base_url=server.base_url, embed_batch_size=2, max_concurrency=4
+        )
+        vectors = embed.get_text_embedding_batch(TEXTS[:16])
 
-    started = time.perf_counter()
-    vectors = embed.get_text_embedding_batch(TEXTS[:16])
-    elapsed = time.perf_counter() - started
-
-    assert vectors == [emu.embedding(text) for text in TEXTS[:16]]
-    assert len(emu.embeddings_requests) == 8
-    # One batch after another would take 8 x 0.25 s = 2 s; four at a time take two rounds.
-    assert 0.45 < elapsed < 1.2
+    assert vectors == [vector_of(text) for text in TEXTS[:16]]
+    assert len(server.arrivals) == 8
+    assert server.max_in_flight == 4  # four at a time, never five
 
 
-async def test_async_batches_are_in_flight_together(emu, make_embed):
-    embed = make_embed(embed_batch_size=2, max_concurrency=4)
-    emu.latency = 0.25
+async def test_async_batches_are_in_flight_together():
+    with CountingServer(latency=0.05) as server:
+        embed = NebulaEmbedding(
+            api_key="ak_test", base_url=server.base_url, embed_batch_size=2, max_concurrency=4
+        )
+        vectors = await embed.aget_text_embedding_batch(TEXTS[:16])
 
-    started = time.perf_counter()
-    vectors = await embed.aget_text_embedding_batch(TEXTS[:16])
-    elapsed = time.perf_counter() - started
-
-    assert vectors == [emu.embedding(text) for text in TEXTS[:16]]
-    assert len(emu.embeddings_requests) == 8
-    assert 0.45 < elapsed < 1.2
+    assert vectors == [vector_of(text) for text in TEXTS[:16]]
+    assert len(server.arrivals) == 8
+    assert server.max_in_flight == 4
 
 
 async def test_async_batch_leaves_the_event_loop_free(emu, make_embed):

@@ -31,6 +31,7 @@ from nebula_core._tokens import truncate_to_tokens
 from nebula_core.models import DEFAULT_MODEL
 from nebula_core.testing import Fault, NebulaEmulator
 from tests.conftest import TEXTS
+from tests.servers import CountingServer
 
 # -- the fault table: what each fault does to one embed call ---------------------------------
 
@@ -184,8 +185,9 @@ def test_requests_per_minute_paces_the_job(emu, make_client):
     elapsed = time.monotonic() - started
 
     assert result.embeddings == [emu.embedding(t) for t in TEXTS[:6]]
-    # A burst of 2, then one every 0.5 s for the remaining 4.
-    assert 1.8 <= elapsed < 3.5
+    # A burst of 2, then one every 0.5 s for the remaining 4 (2 s). Pacing can only be late,
+    # so the lower bound is exact; the upper one only rules out a bucket refilled at half rate.
+    assert 1.8 <= elapsed < 4.5
 
 
 def test_tokens_per_minute_paces_the_job_and_is_shared_by_sync_and_async(emu, make_client):
@@ -298,21 +300,24 @@ def test_the_key_is_absent_from_debug_logs_and_tracebacks_with_locals(caplog):
 # -- cancellation ------------------------------------------------------------------------------
 
 
-def test_ctrl_c_during_a_sync_concurrent_run_stops_promptly(emu, make_client):
-    emu.latency = 0.5
-    client = make_client(max_concurrency=2)
-    threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT)).start()
+def test_ctrl_c_during_a_sync_concurrent_run_stops_promptly():
+    with CountingServer(latency=3.0) as server:
+        client = NebulaClient(api_key="ak_test", base_url=server.base_url, max_concurrency=2)
+        interrupt = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        interrupt.start()
 
-    started = time.monotonic()
-    with pytest.raises(KeyboardInterrupt):
-        client.embed(TEXTS[:40], batch_size=2)  # 20 batches: 5 s if it ran to the end
-    stopped_after = time.monotonic() - started
-    sent = len(emu.embeddings_requests)
-    time.sleep(0.8)
+        started = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            client.embed(TEXTS[:40], batch_size=2)  # 20 batches: 30 s if it ran to the end
+        stopped_after = time.monotonic() - started
+        deadline = time.monotonic() + 30
+        while server.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)  # the two requests on the wire end on their own
 
-    assert stopped_after < 0.5
-    assert sent <= 2
-    assert len(emu.embeddings_requests) <= sent + 2  # at most the ones already in flight
+    # Waiting for the requests in flight would take 3 s; the caller got control back at once.
+    assert stopped_after < 2.0
+    assert server.max_in_flight == 2
+    assert len(server.arrivals) == 2  # nothing was sent after the interrupt
 
 
 async def test_cancelled_aembed_leaks_no_threads_or_connections(emu, make_client):
@@ -354,23 +359,29 @@ async def test_closing_the_client_during_an_async_call_lets_it_finish_correctly(
 
 
 def test_pacing_never_waits_past_the_deadline(emu, make_client):
-    client = make_client(requests_per_minute=6, deadline=1.0, max_concurrency=1)  # 1 per 10 s
+    client = make_client(requests_per_minute=6, deadline=2.0, max_concurrency=1)  # 1 per 10 s
 
     started = time.monotonic()
     with pytest.raises(DeadlineExceededError, match="1 of 3 inputs were embedded"):
         client.embed(TEXTS[:3], batch_size=1)
 
-    assert time.monotonic() - started < 1.5
+    # The second request's turn is 10 s away, past the deadline: the call ends at once
+    # instead of waiting for it (generously below the 10 s a waiting client would take).
+    assert time.monotonic() - started < 5.0
+    assert len(emu.embeddings_requests) == 1
 
 
 def test_backoff_never_sleeps_past_the_deadline(emu, make_client):
-    for _ in range(4):
-        emu.reset()
-        emu.enqueue(*[Fault.status(503)] * 5)
-        client = make_client(deadline=1.0, retry_base_wait=1.2, max_retry_wait=5.0)
+    # Three short waits fit the 5 s deadline; the fourth (30 s) would end past it.
+    emu.enqueue(*[Fault.status(503, retry_after="0.2")] * 3, Fault.status(503, retry_after="30"))
+    client = make_client(deadline=5.0, max_retry_wait=60.0)
 
-        started = time.monotonic()
-        with pytest.raises(DeadlineExceededError, match=r"0 of 2 inputs"):
-            client.embed(TEXTS[:2])
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceededError, match=r"0 of 2 inputs"):
+        client.embed(TEXTS[:2])
+    elapsed = time.monotonic() - started
 
-        assert time.monotonic() - started < 1.1
+    assert len(emu.embeddings_requests) == 4  # it retried while the waits fitted
+    # The 30 s wait was refused outright, not slept until the deadline (5 s) or to its end:
+    # the call ended after the three 0.2 s waits, with seconds to spare on a loaded machine.
+    assert elapsed < 4.0
