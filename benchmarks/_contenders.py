@@ -11,8 +11,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -60,9 +60,7 @@ def bare(s: Setup) -> Contender:
     from client_overhead import bare_loop  # noqa: PLC0415 - load only this contender's libraries
 
     def embed(texts: list[str]) -> Vectors:
-        return bare_loop(
-            s.base_url, s.api_key, texts, batch_size=s.batch_size or 64, model=s.model
-        )
+        return bare_loop(s.base_url, s.api_key, texts, batch_size=s.batch_size or 64, model=s.model)
 
     return Contender(
         "bare", "bare requests+orjson loop", embed, None, "sequential, vectors placed by index"
@@ -73,9 +71,7 @@ def core(s: Setup) -> Contender:
     """`nebula_core.NebulaClient` itself, without a framework around it."""
     from nebula_core import NebulaClient  # noqa: PLC0415 - load only this contender's libraries
 
-    client = NebulaClient(
-        api_key=s.api_key, base_url=s.base_url, **s.knobs("max_concurrency")
-    )
+    client = NebulaClient(api_key=s.api_key, base_url=s.base_url, **s.knobs("max_concurrency"))
     batch = s.knobs("batch_size")
     output: Any = s.output
 

@@ -129,7 +129,12 @@ def _serve(options: dict[str, Any]) -> None:
         for raw in sys.stdin:
             command = raw.strip()
             if command == "stats":
-                print(orjson.dumps(dataclasses.asdict(emulator.stats), option=orjson.OPT_NON_STR_KEYS).decode(), flush=True)
+                print(
+                    orjson.dumps(
+                        dataclasses.asdict(emulator.stats), option=orjson.OPT_NON_STR_KEYS
+                    ).decode(),
+                    flush=True,
+                )
             elif command == "reset":
                 emulator.reset()
                 print("null", flush=True)
