@@ -126,7 +126,7 @@ def describe_ratio(ratio: float, smaller: str = "faster") -> str:
 
 def span(values: Sequence[float], unit: str = "s", scale: float = 1.0, digits: int = 2) -> str:
     """`1.05-1.21 s`: the range of a measurement over its rounds."""
-    return f"{min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f} {unit}"
+    return f"{min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f} {unit}".rstrip()
 
 
 def rotate(keys: Sequence[str], by: int) -> list[str]:
@@ -721,7 +721,7 @@ def scale(args: argparse.Namespace, report: Report) -> None:
         f"request, async, max_concurrency {concurrency}; ideal {ideal:.2f} s",
         flush=True,
     )
-    arms = (("core", "numpy"), ("core", "list"))
+    arms = (("core", "numpy"),)
     lines = [
         "| Client | output | wall s | x ideal | peak RSS MiB | client CPU s | emulator CPU s "
         "(whole probe, warm-up included) |",
@@ -985,14 +985,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     full = {
         "gpu_inputs": 2048,
-        "gpu_rounds": 3,
+        "gpu_rounds": 2,
         "tier_inputs": 4000,  # ~180,000 tokens: three minutes of the free tier's TPM
-        "tier_rounds": 2,
+        "tier_rounds": 1,
         "tier_peer_rounds": 1,
         "long_inputs": 2000,
         "cpu_inputs": 2048,
         "cpu_rounds": 9,
-        "memory_inputs": 10_000,
+        "memory_inputs": 4_000,
         "memory_rounds": 9,
         "scale_inputs": 100_000,
     }
