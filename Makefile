@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
 
-.PHONY: setup demo test lint bench compare emulator clean
+.PHONY: setup demo test lint dist bench compare emulator clean
 
 setup: $(READY)
 
@@ -28,6 +28,12 @@ lint: $(READY)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## The sdist and the wheel, in dist/, with their metadata checked as PyPI would.
+dist: $(READY)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+
 ## Client CPU time against a bare requests+orjson loop (see README "Performance").
 bench: $(READY)
 	$(BIN)/python benchmarks/client_overhead.py
@@ -41,4 +47,4 @@ emulator: $(READY)
 	$(BIN)/python -m nebula_core.testing --port 8765
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo-data
+	rm -rf $(VENV) dist .mypy_cache .ruff_cache .pytest_cache .hypothesis .demo-data

@@ -6,6 +6,7 @@ of the service lives in `nebula_core.testing`.
 
 from nebula_core._codec import Usage
 from nebula_core._config import DEFAULT_BASE_URL, Secret
+from nebula_core._version import __version__
 from nebula_core.client import ClientStats, EmbeddingResult, NebulaClient, ProgressCallback
 from nebula_core.errors import (
     APIConnectionError,
@@ -23,8 +24,6 @@ from nebula_core.errors import (
     ServerError,
 )
 from nebula_core.models import DEFAULT_MODEL, MODELS, ModelInfo, model_info, with_query_instruction
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -16,6 +16,7 @@ import urllib3.exceptions
 from nebula_core._config import ClientConfig, Secret
 from nebula_core._pacing import rate_limit_headers
 from nebula_core._response import MAX_ERROR_BODY, error_for_status, redact
+from nebula_core._version import __version__
 from nebula_core.errors import (
     APIConnectionError,
     APIStatusError,
@@ -28,7 +29,7 @@ __all__ = ["MAX_REDIRECTS", "USER_AGENT", "Answer", "Transport"]
 
 logger = logging.getLogger("nebula_core")
 
-USER_AGENT = "nebulablock-embeddings/0.1.0 (python-requests)"
+USER_AGENT = f"nebulablock-embeddings/{__version__} (python-requests)"
 
 #: Redirects followed in one request (requests' default is 30); more is a loop, and an error.
 MAX_REDIRECTS = 5

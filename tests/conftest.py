@@ -11,6 +11,7 @@ import pytest
 
 from nebula_core import NebulaClient
 from nebula_core.testing import NebulaEmulator
+from tests.wheelhouse import Wheelhouse
 
 TEXTS = [f"passage {i} about topic {i % 7} and its details" for i in range(200)]
 
@@ -32,6 +33,20 @@ class LoopTicks:
         while True:
             await asyncio.sleep(0.01)
             self.ticks += 1
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `wheel` (build the wheel, install it into fresh venvs) run last, so a
+    quick failure elsewhere shows first; their venvs are shared through the session."""
+    items.sort(key=lambda item: item.get_closest_marker("wheel") is not None)
+
+
+@pytest.fixture(scope="session")
+def wheelhouse() -> Iterator[Wheelhouse]:
+    """The wheel built from this tree once per session, and a venv per install line."""
+    house = Wheelhouse.create()
+    yield house
+    house.remove()
 
 
 @pytest.fixture(autouse=True)

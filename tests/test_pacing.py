@@ -1,10 +1,9 @@
-"""The pacing and concurrency policies, driven by a fake clock and synthetic answers: no sleeps."""
+"""The pacing policy, driven by a fake clock and synthetic answers: no sleeps."""
 
 from __future__ import annotations
 
 import pytest
 
-from nebula_core._concurrency import AdaptiveConcurrency
 from nebula_core._pacing import (
     Pacer,
     PacingStats,
@@ -344,52 +343,3 @@ def test_an_answer_that_never_came_frees_its_permit_without_learning() -> None:
     pacer.observe(permit, status=429)  # observing twice is a no-op
     assert pacer.stats == PacingStats()
     assert isinstance(permit, Permit) and not permit.open
-
-
-# -- adaptive concurrency -------------------------------------------------------------------------
-
-
-def queueing_latency(in_flight: int, capacity: int, per_input: float, inputs: int) -> float:
-    """A server computing `capacity` requests at once: beyond it, requests wait their turn."""
-    rounds = -(-in_flight // capacity)
-    return rounds * per_input * inputs
-
-
-def test_concurrency_grows_while_latency_stays_flat() -> None:
-    policy = AdaptiveConcurrency(maximum=32, initial=2)
-    limit = policy.limit
-    for _ in range(60):
-        limit = policy.on_sample(0.1, 10, throttled=False, in_flight=limit)
-    assert limit == 32
-
-
-def test_concurrency_settles_near_what_the_server_computes_at_once() -> None:
-    policy = AdaptiveConcurrency(maximum=32, initial=1)
-    limit = policy.limit
-    seen = []
-    for _ in range(300):
-        latency = queueing_latency(limit, capacity=4, per_input=0.002, inputs=64)
-        limit = policy.on_sample(latency, 64, throttled=False, in_flight=limit)
-        seen.append(limit)
-    assert min(seen[-100:]) >= 4 and max(seen[-100:]) <= 8
-
-
-def test_concurrency_does_not_grow_while_the_limit_is_not_used() -> None:
-    policy = AdaptiveConcurrency(maximum=32, initial=4)
-    for _ in range(50):
-        policy.on_sample(0.1, 10, throttled=False, in_flight=1)
-    assert policy.limit == 4
-
-
-def test_concurrency_shrinks_on_429s_and_never_below_one() -> None:
-    policy = AdaptiveConcurrency(maximum=16, initial=16)
-    assert policy.on_sample(0.1, 10, throttled=True, in_flight=16) == 11
-    for _ in range(20):
-        limit = policy.on_sample(0.1, 10, throttled=True, in_flight=1)
-    assert limit == 1
-
-
-@pytest.mark.parametrize(("maximum", "initial"), [(0, None), (4, 0), (4, 5)])
-def test_concurrency_bounds_are_checked(maximum: int, initial: int | None) -> None:
-    with pytest.raises(ValueError, match="must be"):
-        AdaptiveConcurrency(maximum, initial)

@@ -1,111 +1,148 @@
-"""Every ```python block of README.md and docs/*.md runs as written, against the emulator.
+"""Every Python block of README.md and docs/*.md runs after only the install line it declares.
 
-Each block runs in a fresh namespace (as `__main__`, like a script), with NEBULA_* cleared by
-the autouse fixture in conftest.py, so a block that silently needs a real key fails. Top-level
-`await` is allowed, as in a notebook. Functions named `test_*` that a block defines (examples
-of users' own pytest tests) are then called with the `nebula_emulator` / `nebula_env`
-fixtures they ask for, so those examples are proven too.
+The convention (docs/development.md): a ```python block opens with the install line a user
+types before running it, as a comment:
+
+    # pip install 'nebulablock-embeddings[langchain]' langchain-text-splitters
+
+The block then runs as a script in a fresh virtual environment holding the built wheel with
+that extra and the packages the line names, nothing else (one venv per distinct line, see
+wheelhouse.py), with NEBULA_API_KEY / NEBULA_BASE_URL pointing at an emulator. A block that
+defines `test_*` functions (an example of a user's own tests) is run with pytest in that venv,
+so the line must name pytest; the `nebula_env` / `nebula_emulator` fixtures then come from the
+installed plugin. A fragment that cannot run on its own (it continues an earlier block, or needs
+a cluster) opens with `# not run: <why>` instead; it must still compile. Keep those rare.
 """
 
 from __future__ import annotations
 
 import ast
-import asyncio
 import inspect
-import logging
-import os
 import re
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from nebula_core.testing import NebulaEmulator
+from tests.wheelhouse import ROOT, InstallLine, InstallLineError, Wheelhouse, clean_env
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(
-    r"^(?P<indent>[ \t]*)```python[ \t]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$", re.M | re.S
+    r"^(?P<indent>[ \t]*)```(?:python|py|python3)[ \t]*\n(?P<code>.*?)^(?P=indent)```[ \t]*$",
+    re.M | re.S,
+)
+INSTALL = re.compile(r"^#\s*(?P<line>pip install .*?)\s*$")
+NOT_RUN = re.compile(r"^#\s*not run:\s*(?P<why>\S.*)$")
+CONVENTION = (
+    "a Python block must open with the install line it needs, as a comment "
+    "(`# pip install 'nebulablock-embeddings[langchain]' other-package`), or with "
+    "`# not run: <why>` for a fragment; see docs/development.md"
+)
+# Runs a block that uses top-level `await` (as notebooks allow) like a script.
+AWAIT_RUNNER = (
+    "import ast, asyncio, sys; path = sys.argv[1]; "
+    "code = compile(open(path).read(), path, 'exec', flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT); "
+    "asyncio.run(eval(code, {'__name__': '__main__', '__file__': path}))"
 )
 
 
-def python_blocks() -> list[tuple[str, int, str]]:
-    """(page, first line of the code, code) for every ```python fence, in page order."""
-    blocks = []
-    for page in PAGES:
+def pages() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@dataclass(frozen=True)
+class Block:
+    where: str  # "docs/errors.md:49", the line of the code's first line
+    code: str
+    install: InstallLine | None
+    not_run: str | None
+
+    @property
+    def tests(self) -> list[str]:
+        """Names of the top-level `test_*` functions the block defines."""
+        tree = ast.parse(self.code)
+        return [
+            node.name
+            for node in tree.body
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.name.startswith("test_")
+        ]
+
+
+def collect() -> tuple[list[Block], list[str]]:
+    """All Python blocks, and one problem message per block that breaks the convention."""
+    blocks, problems = [], []
+    for page in pages():
         text = page.read_text("utf-8")
         for match in FENCE.finditer(text):
             line = text.count("\n", 0, match.start("code")) + 1
+            where = f"{page.relative_to(ROOT).as_posix()}:{line}"
             code = textwrap.dedent(match.group("code"))
-            blocks.append((page.relative_to(ROOT).as_posix(), line, code))
-    return blocks
+            first = code.split("\n", 1)[0]
+            if skip := NOT_RUN.match(first):
+                blocks.append(Block(where, code, None, skip.group("why")))
+            elif install := INSTALL.match(first):
+                try:
+                    parsed = InstallLine.parse(install.group("line"))
+                except InstallLineError as error:
+                    problems.append(f"{where}: {error}; {CONVENTION}")
+                else:
+                    blocks.append(Block(where, code, parsed, None))
+            else:
+                problems.append(f"{where}: opens with {first!r}; {CONVENTION}")
+    return blocks, problems
 
 
-BLOCKS = python_blocks()
+BLOCKS, PROBLEMS = collect()
+RUNNABLE = [block for block in BLOCKS if block.install is not None]
+
+
+def test_every_python_block_declares_its_install_line() -> None:
+    assert not PROBLEMS, "\n".join(PROBLEMS)
 
 
 def test_the_pages_have_code_to_check() -> None:
-    pages = {page for page, _, _ in BLOCKS}
-    assert "README.md" in pages
-    assert {"docs/configuration.md", "docs/errors.md", "docs/emulator.md"} <= pages
-    assert len(BLOCKS) >= 12
+    assert {block.where.split(":")[0] for block in RUNNABLE} >= {
+        "README.md",
+        "docs/configuration.md",
+        "docs/errors.md",
+        "docs/emulator.md",
+    }
+    assert len(RUNNABLE) >= 12
+    assert len(RUNNABLE) >= 4 * (len(BLOCKS) - len(RUNNABLE)), "too many `# not run:` blocks"
 
 
-def _call_example_tests(namespace: dict[str, object], where: str) -> list[str]:
-    """Run the `test_*` functions a block defined, giving them the emulator fixtures."""
-    called = []
-    for name, function in list(namespace.items()):
-        if not (name.startswith("test_") and inspect.isfunction(function)):
-            continue
-        with NebulaEmulator() as emu, pytest.MonkeyPatch.context() as patch:
-            arguments: dict[str, object] = {}
-            for parameter in inspect.signature(function).parameters:
-                if parameter == "nebula_env":
-                    for variable, value in emu.env().items():
-                        patch.setenv(variable, value)
-                elif parameter != "nebula_emulator":
-                    pytest.fail(
-                        f"{where}: {name} asks for fixture {parameter!r}; only "
-                        "nebula_emulator and nebula_env are provided here"
-                    )
-                arguments[parameter] = emu
-            function(**arguments)
-        called.append(name)
-    return called
+@pytest.mark.parametrize("block", [b for b in BLOCKS if b.not_run], ids=lambda b: b.where)
+def test_fragments_not_run_still_compile(block: Block) -> None:
+    compile(block.code, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
-@pytest.mark.parametrize(
-    ("page", "line", "code"), BLOCKS, ids=[f"{page}:{line}" for page, line, _ in BLOCKS]
-)
-def test_code_block_runs_as_written(page: str, line: int, code: str) -> None:
-    where = f"{page}:{line}"
-    compiled = compile(code, where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
-    namespace: dict[str, object] = {"__name__": "__main__"}
-    environment = dict(os.environ)
-    levels = {name: logging.getLogger(name).level for name in ("", "nebula_core")}
-    try:
-        if compiled.co_flags & inspect.CO_COROUTINE:
-            asyncio.run(eval(compiled, namespace))
-        else:
-            exec(compiled, namespace)
-        _call_example_tests(namespace, where)
-    finally:
-        # A block may set variables or logger levels; the next test must not inherit them.
-        os.environ.clear()
-        os.environ.update(environment)
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+def _marks(block: Block) -> list[pytest.MarkDecorator]:
+    assert block.install is not None
+    return [pytest.mark.wheel] + ([pytest.mark.ray] if "ray" in block.install.extras else [])
 
 
-def test_example_pytest_tests_in_the_docs_are_called() -> None:
-    """The emulator page's pytest example is executed, not merely defined."""
-    [(page, line, code)] = [
-        block for block in BLOCKS if "def test_" in block[2] and block[0] == "docs/emulator.md"
-    ]
-    namespace: dict[str, object] = {"__name__": "__main__"}
-    exec(compile(code, f"{page}:{line}", "exec"), namespace)
-    called = _call_example_tests(namespace, f"{page}:{line}")
-    assert called == [
-        "test_the_faq_answers_the_token_question",
-        "test_ingestion_survives_a_throttled_request",
-    ]
+@pytest.mark.parametrize("block", [pytest.param(b, id=b.where, marks=_marks(b)) for b in RUNNABLE])
+def test_block_runs_after_only_its_install_line(
+    block: Block, wheelhouse: Wheelhouse, nebula_emulator: NebulaEmulator, tmp_path: Path
+) -> None:
+    assert block.install is not None
+    venv = wheelhouse.venv(block.install)
+    env = clean_env(**nebula_emulator.env())
+    if names := block.tests:
+        (tmp_path / "test_example.py").write_text(block.code, "utf-8")
+        done = venv.run("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=tmp_path, env=env)
+        passed = f"{len(names)} passed"
+    else:
+        script = tmp_path / "example.py"
+        script.write_text(block.code, "utf-8")
+        compiled = compile(block.code, block.where, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+        awaits = bool(compiled.co_flags & inspect.CO_COROUTINE)
+        args = ("-c", AWAIT_RUNNER, str(script)) if awaits else (str(script),)
+        done = venv.run(*args, cwd=tmp_path, env=env)
+        passed = ""
+    assert done.returncode == 0, (
+        f"{block.where} failed after `{block.install.text}`:\n{done.stdout}\n{done.stderr}"
+    )
+    assert passed in done.stdout
