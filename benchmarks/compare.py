@@ -992,7 +992,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "long_inputs": 2000,
         "cpu_inputs": 2048,
         "cpu_rounds": 9,
-        "memory_inputs": 4_000,
+        "memory_inputs": 2048,
         "memory_rounds": 9,
         "scale_inputs": 100_000,
     }
