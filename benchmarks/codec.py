@@ -255,7 +255,11 @@ def render(
     base = min(cpu[base_name])
     base_median = statistics.median(cpu[base_name])
     requests_per_run = INPUTS // BATCH
-    dirty = " (with uncommitted changes)" if _git("status", "--porcelain") else ""
+    dirty = (
+        " (with uncommitted changes)"
+        if _git("status", "--porcelain", "--untracked-files=no")
+        else ""
+    )
     lines = [
         "# base64 vs float JSON: client CPU and wire bytes",
         "",
