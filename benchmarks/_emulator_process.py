@@ -15,7 +15,7 @@ import os
 import random
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
@@ -85,12 +85,19 @@ def emulator_process(latency: float = 0.0, max_inputs: int = 4096) -> Iterator[t
 
 
 @contextlib.contextmanager
-def running_emulator(**options: Any) -> Iterator[RunningEmulator]:
+def running_emulator(
+    *, flags: Sequence[str] = (), max_inputs: int | None = None, **options: Any
+) -> Iterator[RunningEmulator]:
     """Start `NebulaEmulator(**options)` in a child process; yield where it listens.
 
     `max_inputs_per_request` defaults to 4,096 here so that the peers' default batch sizes
-    (1,000 and 100 inputs) are accepted.
+    (1,000 and 100 inputs) are accepted. `flags` such as `--honour-encoding-format` (the CLI's
+    on/off switches) and `max_inputs` are accepted for the scripts written against the CLI.
     """
+    for flag in flags:
+        options[flag.lstrip("-").replace("-", "_")] = True
+    if max_inputs is not None:
+        options["max_inputs_per_request"] = max_inputs
     options.setdefault("max_inputs_per_request", 4096)
     options["api_key"] = API_KEY
     process = subprocess.Popen(

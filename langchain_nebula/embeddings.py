@@ -6,7 +6,7 @@ query instructions are the core's, shared with the LlamaIndex adapter.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.utils import from_env, secret_from_env
@@ -15,6 +15,7 @@ from typing_extensions import Self
 
 from nebula_core._adapters import BoundClient, client_options
 from nebula_core._codec import EncodingFormat
+from nebula_core._migration import LANGCHAIN_NAMES, add_openai_attributes, from_openai_names
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -78,6 +79,13 @@ class NebulaEmbeddings(BaseModel, Embeddings):
         rate_limit_share: float
             This process's part of the account's rate limits when several processes share the
             key (1 / number of processes). Default 1.
+
+    Migrating from `OpenAIEmbeddings`:
+        Its argument names work here too: `chunk_size` (`batch_size`), `show_progress_bar`,
+        `request_timeout`, `openai_api_key`, `openai_api_base`, `embedding_ctx_length`
+        (`max_input_tokens`) and `check_embedding_ctx_length` (`on_long_input`). Its
+        arguments that NebulaBlock cannot honour raise `ConfigurationError` naming the
+        replacement. The table is in docs/migration.md.
 
     Instantiate:
         ```python
@@ -196,6 +204,13 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     back to float JSON for good if the service refuses it; `float` sends exactly the documented
     body. Vectors are returned as lists of floats either way."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _openai_names(cls, data: Any) -> Any:
+        # OpenAIEmbeddings' names (chunk_size, request_timeout, ...) become ours; the ones we
+        # cannot honour raise with the replacement. See docs/migration.md.
+        return from_openai_names(data, LANGCHAIN_NAMES, cls.__name__, "OpenAIEmbeddings")
+
     @model_validator(mode="after")
     def _build_client(self) -> Self:
         # Built here so that bad settings fail at construction (and again on reassignment),
@@ -247,3 +262,7 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     async def aembed_query(self, text: str) -> list[float]:
         """`embed_query` without blocking the event loop."""
         return (await self.client.aembed(self._queries([text]), self.model)).embeddings[0]
+
+
+# `embeddings.chunk_size` and the other plain renames read and write our fields.
+add_openai_attributes(NebulaEmbeddings, LANGCHAIN_NAMES)

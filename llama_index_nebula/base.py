@@ -17,7 +17,13 @@ from typing import Any, Literal
 try:
     import llama_index.core.instrumentation as instrument
     from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
-    from llama_index.core.bridge.pydantic import Field, PrivateAttr, SecretStr, model_validator
+    from llama_index.core.bridge.pydantic import (
+        ConfigDict,
+        Field,
+        PrivateAttr,
+        SecretStr,
+        model_validator,
+    )
     from llama_index.core.callbacks.base import EventContext
     from llama_index.core.callbacks.schema import CBEventType, EventPayload
     from llama_index.core.instrumentation.events.embedding import (
@@ -34,6 +40,7 @@ from typing_extensions import Self
 from nebula_core._adapters import BoundClient, client_options
 from nebula_core._codec import EncodingFormat
 from nebula_core._job import ProgressCallback
+from nebula_core._migration import LLAMA_INDEX_NAMES, add_openai_attributes, from_openai_names
 from nebula_core._progress import progress_bar
 from nebula_core.client import NebulaClient
 from nebula_core.models import DEFAULT_MODEL, with_query_instruction
@@ -82,9 +89,16 @@ class NebulaEmbedding(BaseEmbedding):
     Connection settings (`api_key`, `base_url`, `timeout`, `max_retries`, `max_concurrency`,
     `default_headers`, `requests_per_minute`, `tokens_per_minute`, `rate_limit_share`,
     `deadline`, `encoding_format`) may be reassigned; the shared client is rebuilt on the next
-    call. `num_workers` (LlamaIndex's async fan-out) is not used: concurrency is
-    `max_concurrency`, sync and async alike.
+    call.
+
+    Migrating from llama-index's `OpenAIEmbedding`: its `api_base`, `model`, `num_workers`
+    (LlamaIndex's async fan-out, which becomes `max_concurrency`: batches in flight, sync and
+    async alike) are accepted; its arguments that NebulaBlock cannot honour, and unknown
+    ones, raise with the replacement. The table is in docs/migration.md.
     """
+
+    # Unknown arguments fail instead of vanishing (BaseEmbedding ignores them).
+    model_config = ConfigDict(extra="forbid")
 
     model_name: str = Field(
         default=DEFAULT_MODEL,
@@ -155,6 +169,13 @@ class NebulaEmbedding(BaseEmbedding):
     @classmethod
     def class_name(cls) -> str:
         return "NebulaEmbedding"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _openai_names(cls, data: Any) -> Any:
+        # OpenAIEmbedding's names (api_base, num_workers, ...) become ours; the ones we cannot
+        # honour raise with the replacement. See docs/migration.md.
+        return from_openai_names(data, LLAMA_INDEX_NAMES, cls.__name__, "OpenAIEmbedding")
 
     @model_validator(mode="after")
     def _build_client(self) -> Self:
@@ -317,3 +338,7 @@ class NebulaEmbedding(BaseEmbedding):
             finally:
                 _ON_PROGRESS.reset(token)
             advance(total - done[0])
+
+
+# `embeddings.api_base` and the other plain renames read and write our fields.
+add_openai_attributes(NebulaEmbedding, LLAMA_INDEX_NAMES)

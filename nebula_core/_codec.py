@@ -92,7 +92,12 @@ def require_numpy() -> Any:
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens the service counted, summed over every request of one call."""
+    """Tokens the service counted, summed over every request of one call.
+
+    Attributes:
+        prompt_tokens: tokens of the inputs, as the service reports them.
+        total_tokens: tokens billed, as the service reports them.
+    """
 
     prompt_tokens: int = 0
     total_tokens: int = 0
