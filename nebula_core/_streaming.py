@@ -37,8 +37,11 @@ _Vectors = TypeVar("_Vectors")
 class EmbeddingBatch(Generic[_Vectors]):
     """The vectors of one batch of a stream: `embeddings[i]` belongs to input `start + i`.
 
-    `embeddings` is a `list[list[float]]` (`output="list"`) or a float32 `numpy.ndarray` of
-    shape (len, D) (`output="numpy"`); `usage` is what this batch's requests cost.
+    Attributes:
+        start: the position in the stream of this batch's first input.
+        embeddings: a `list[list[float]]` (`output="list"`) or a float32 `numpy.ndarray` of
+            shape (len, D) (`output="numpy"`).
+        usage: what this batch's requests cost.
     """
 
     start: int

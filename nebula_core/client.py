@@ -496,7 +496,20 @@ class NebulaClient:
     ) -> Iterator[EmbeddingBatch[Any]]:
         """Embed a stream of texts lazily, yielding `EmbeddingBatch(start, embeddings, usage)`
         in input order; see docs/streaming.md. At most `window` batches (default
-        `2 * max_concurrency`) are pulled ahead, in flight or buffered."""
+        `2 * max_concurrency`) are pulled ahead, in flight or buffered.
+
+        Args:
+            texts: any iterable of non-empty strings, read only as far as the window needs.
+            model: the model id.
+            batch_size: inputs per batch, and the most sent in one request.
+            output: "list" for `list[list[float]]`, "numpy" for float32 arrays.
+            window: batches pulled ahead of the consumer; bounds memory, not speed.
+
+        Raises:
+            TypeError, ValueError: a bad option at once; a bad input (named by its position
+                in the stream) after the batches before it are yielded.
+            NebulaError: as `embed` does, when a batch fails.
+        """
         return _streaming.embed_iter(self, texts, model, batch_size, output, window)
 
     def aembed_iter(
@@ -509,7 +522,20 @@ class NebulaClient:
         window: int | None = None,
     ) -> AsyncIterator[EmbeddingBatch[Any]]:
         """`embed_iter` for asyncio; `texts` may be an async iterable. Close it early with
-        `contextlib.aclosing` (or cancel the task) to stop its requests at once."""
+        `contextlib.aclosing` (or cancel the task) to stop its requests at once.
+
+        Args:
+            texts: an iterable or async iterable of non-empty strings.
+            model: the model id.
+            batch_size: inputs per batch, and the most sent in one request.
+            output: "list" for `list[list[float]]`, "numpy" for float32 arrays.
+            window: batches pulled ahead of the consumer; bounds memory, not speed.
+
+        Raises:
+            TypeError, ValueError: a bad option at once; a bad input (named by its position
+                in the stream) after the batches before it are yielded.
+            NebulaError: as `embed` does, when a batch fails.
+        """
         return _streaming.aembed_iter(self, texts, model, batch_size, output, window)
 
     # -- the work ---------------------------------------------------------------------------
