@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -37,8 +38,21 @@ class Setup:
     base_url: str
     api_key: str
     model: str
-    batch_size: int
-    concurrency: int
+    batch_size: int | None  # None: the library's default
+    concurrency: int | None  # None: the library's default
+    output: str = "list"  # ours only: "numpy" returns float32 arrays (base64 on the wire)
+
+    def knobs(self, batch: str, concurrency: str | None = None) -> dict[str, int]:
+        """The keyword arguments that differ from a library's defaults."""
+        given = {batch: self.batch_size}
+        if concurrency is not None:
+            given[concurrency] = self.concurrency
+        return {name: value for name, value in given.items() if value is not None}
+
+    def describe(self, batch: str, concurrency: str | None = None) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.knobs(batch, concurrency).items()) or (
+            "defaults"
+        )
 
 
 def bare(s: Setup) -> Contender:
@@ -46,7 +60,7 @@ def bare(s: Setup) -> Contender:
     from client_overhead import bare_loop  # noqa: PLC0415 - load only this contender's libraries
 
     def embed(texts: list[str]) -> Vectors:
-        return bare_loop(s.base_url, s.api_key, texts, batch_size=s.batch_size, model=s.model)
+        return bare_loop(s.base_url, s.api_key, texts, batch_size=s.batch_size or 64, model=s.model)
 
     return Contender(
         "bare", "bare requests+orjson loop", embed, None, "sequential, vectors placed by index"
@@ -57,16 +71,24 @@ def core(s: Setup) -> Contender:
     """`nebula_core.NebulaClient` itself, without a framework around it."""
     from nebula_core import NebulaClient  # noqa: PLC0415 - load only this contender's libraries
 
-    client = NebulaClient(api_key=s.api_key, base_url=s.base_url, max_concurrency=s.concurrency)
+    client = NebulaClient(api_key=s.api_key, base_url=s.base_url, **s.knobs("max_concurrency"))
+    batch = s.knobs("batch_size")
+    output: Any = s.output
 
     def embed(texts: list[str]) -> Vectors:
-        return client.embed(texts, model=s.model, batch_size=s.batch_size).embeddings
+        return client.embed(texts, model=s.model, output=output, **batch).embeddings  # type: ignore[no-any-return]
 
     async def aembed(texts: list[str]) -> Vectors:
-        return (await client.aembed(texts, model=s.model, batch_size=s.batch_size)).embeddings
+        result = await client.aembed(texts, model=s.model, output=output, **batch)
+        return result.embeddings  # type: ignore[no-any-return]
 
     return Contender(
-        "core", "NebulaClient", embed, aembed, f"max_concurrency={s.concurrency}", client.close
+        "core",
+        "NebulaClient",
+        embed,
+        aembed,
+        s.describe("batch_size", "max_concurrency") + f", output={s.output!r}",
+        client.close,
     )
 
 
@@ -78,15 +100,14 @@ def nebula_langchain(s: Setup) -> Contender:
         model=s.model,
         api_key=s.api_key,  # type: ignore[arg-type]
         base_url=s.base_url,
-        batch_size=s.batch_size,
-        max_concurrency=s.concurrency,
+        **s.knobs("batch_size", "max_concurrency"),
     )
     return Contender(
         "nebula_lc",
         "NebulaEmbeddings (LangChain)",
         emb.embed_documents,
         emb.aembed_documents,
-        f"batch_size={s.batch_size}, max_concurrency={s.concurrency}",
+        s.describe("batch_size", "max_concurrency"),
     )
 
 
@@ -98,15 +119,14 @@ def nebula_llamaindex(s: Setup) -> Contender:
         model_name=s.model,
         api_key=s.api_key,  # type: ignore[arg-type]
         base_url=s.base_url,
-        embed_batch_size=s.batch_size,
-        max_concurrency=s.concurrency,
+        **s.knobs("embed_batch_size", "max_concurrency"),
     )
     return Contender(
         "nebula_li",
         "NebulaEmbedding (LlamaIndex)",
         emb.get_text_embedding_batch,
         emb.aget_text_embedding_batch,
-        f"embed_batch_size={s.batch_size}, max_concurrency={s.concurrency}",
+        s.describe("embed_batch_size", "max_concurrency"),
     )
 
 
@@ -114,7 +134,10 @@ def openai_langchain(s: Setup) -> Contender:
     """What a LangChain user points at an OpenAI-compatible server today.
 
     `OpenAIEmbeddings` has no concurrency setting: both `embed_documents` and
-    `aembed_documents` send their chunks one after another.
+    `aembed_documents` send their chunks one after another. Its default
+    `check_embedding_ctx_length=True` tokenizes with tiktoken, whose encodings are downloaded
+    from the internet on first use (impossible here, and it would send token ids that an
+    OpenAI-compatible server for another model cannot read), so it is set to False.
     """
     from langchain_openai import OpenAIEmbeddings  # noqa: PLC0415 - load only this contender's libraries
 
@@ -123,14 +146,14 @@ def openai_langchain(s: Setup) -> Contender:
         api_key=s.api_key,  # type: ignore[arg-type]
         base_url=s.base_url,
         check_embedding_ctx_length=False,  # send text, not tiktoken ids
-        chunk_size=s.batch_size,
+        **s.knobs("chunk_size"),
     )
     return Contender(
         "openai_lc",
         "OpenAIEmbeddings (langchain-openai)",
         emb.embed_documents,
         emb.aembed_documents,
-        f"chunk_size={s.batch_size}, check_embedding_ctx_length=False; "
+        f"chunk_size={emb.chunk_size}, check_embedding_ctx_length=False; "
         "no concurrency setting (sequential, sync and async)",
     )
 
@@ -148,16 +171,15 @@ def openai_llamaindex(s: Setup) -> Contender:
         model_name=s.model,
         api_key=s.api_key,
         api_base=s.base_url,
-        embed_batch_size=s.batch_size,
-        num_workers=s.concurrency,
+        **s.knobs("embed_batch_size", "num_workers"),
     )
     return Contender(
         "openai_li",
         "OpenAIEmbedding (llama-index-embeddings-openai)",
         emb.get_text_embedding_batch,
         emb.aget_text_embedding_batch,
-        f"model_name=..., embed_batch_size={s.batch_size}, num_workers={s.concurrency} "
-        "(async fan-out; sync is sequential)",
+        f"model_name=..., embed_batch_size={emb.embed_batch_size}, "
+        f"num_workers={emb.num_workers} (async fan-out; sync is sequential)",
     )
 
 

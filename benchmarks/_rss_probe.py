@@ -35,7 +35,7 @@ def short_texts(count: int) -> list[str]:
 def fingerprint(vectors: list[list[float]], samples: int = 64) -> list[list[float]]:
     """The first coordinates of evenly spaced vectors: enough to tell if any were misplaced."""
     step = max(1, len(vectors) // samples)
-    return [list(vectors[i][:4]) for i in range(0, len(vectors), step)]
+    return [[float(x) for x in vectors[i][:4]] for i in range(0, len(vectors), step)]
 
 
 def _status_kib(field: str) -> int | None:
@@ -116,6 +116,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--short", action="store_true", help="short inputs instead of chunks")
     parser.add_argument("--async", dest="use_async", action="store_true")
+    parser.add_argument("--output", default="list", help="ours only: list or numpy")
     parser.add_argument(
         "--calls",
         type=int,
@@ -123,15 +124,26 @@ def main() -> None:
         help="split the inputs over this many sync calls, dropping each result before the "
         "next (an ingestion loop); the last call's vectors are reported",
     )
+    parser.add_argument(
+        "--rounds",
+        action="store_true",
+        help="after the warm-up, run one sync call per `go` line on stdin and print its "
+        "measurements (the first includes the imports' peak), until stdin ends",
+    )
     args = parser.parse_args()
 
     texts = short_texts(args.inputs) if args.short else sample_texts(args.inputs)
-    setup = Setup(args.base_url, args.api_key, args.model, args.batch_size, args.concurrency)
+    setup = Setup(
+        args.base_url, args.api_key, args.model, args.batch_size, args.concurrency, args.output
+    )
     contender = build(args.key, setup)
     if args.use_async and contender.aembed is None:
         raise SystemExit(f"{args.key} has no async path")
 
     warm_up = ["warm-up: load lazy imports and open the connection"]
+    if args.rounds:
+        serve_rounds(contender, warm_up, texts)
+        return
     if args.use_async:
         # One event loop for the warm-up and the measured call: async HTTP clients bind to it.
         before, wall, cpu, vectors = asyncio.run(measure_async(contender, warm_up, texts))
@@ -158,10 +170,35 @@ def main() -> None:
         "gc_seconds": GC_CLOCK.seconds,
         "gc_collections": GC_CLOCK.collections,
         "count": len(vectors),
-        "dimensions": len(vectors[0]) if vectors else 0,
+        "dimensions": len(vectors[0]) if len(vectors) else 0,
         "fingerprint": fingerprint(vectors),
     }
     print(orjson.dumps(result).decode())
+
+
+def serve_rounds(contender: Contender, warm_up: list[str], texts: list[str]) -> None:
+    """Let `compare.py` alternate arms round by round, each in its own warm process."""
+    contender.embed(warm_up)
+    first_peak = peak_kib()  # imports + warm-up
+    for line in sys.stdin:
+        if line.strip() != "go":
+            break
+        gc.collect()
+        peak_before, baseline = start_window()
+        first_peak = max(first_peak, peak_before)
+        started = time.perf_counter()
+        vectors = contender.embed(texts)
+        wall = time.perf_counter() - started
+        call_peak = peak_kib()
+        result = {
+            "call_peak_kib": call_peak,  # the process's peak during this call, imports included
+            "process_peak_kib": max(first_peak, call_peak),
+            "added_kib": call_peak - baseline,
+            "wall": wall,
+            "fingerprint": fingerprint(vectors),
+        }
+        del vectors
+        print(orjson.dumps(result).decode(), flush=True)
 
 
 GC_CLOCK = GcClock()

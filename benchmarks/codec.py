@@ -10,7 +10,9 @@ Float bodies come in the three ways servers print float32 vectors: Python's `rep
 widened double (`json.dumps(tensor.tolist())`: ~17 digits), the shortest float32 repr (serde,
 ~9 digits) and 7 decimals.
 
-    .venv/bin/python benchmarks/codec.py [--rounds 9] [--output benchmarks/results-codec.md]
+    .venv/bin/python benchmarks/codec.py [--rounds 9] [--output FILE]
+
+`make compare` runs it and embeds the table in benchmarks/results.md.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def bare_base64(base_url: str, texts: list[str], *, one_read: bool) -> list[Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--output", default="benchmarks/results-codec.md")
+    parser.add_argument("--output", help="also write the table here (make compare embeds it)")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -167,7 +169,8 @@ def main() -> None:
         server.terminate()
         server.wait()
         port_file.unlink(missing_ok=True)
-    Path(args.output).write_text(report)
+    if args.output:
+        Path(args.output).write_text(report)
     print(report)
 
 
@@ -252,7 +255,11 @@ def render(
     base = min(cpu[base_name])
     base_median = statistics.median(cpu[base_name])
     requests_per_run = INPUTS // BATCH
-    dirty = " (with uncommitted changes)" if _git("status", "--porcelain") else ""
+    dirty = (
+        " (with uncommitted changes)"
+        if _git("status", "--porcelain", "--untracked-files=no")
+        else ""
+    )
     lines = [
         "# base64 vs float JSON: client CPU and wire bytes",
         "",
