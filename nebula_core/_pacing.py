@@ -41,13 +41,25 @@ DECREASE = 0.9
 CRUISE = 0.92
 FAST_CLIMB = 0.03
 SLOW_PROBE = 0.001
+# A learned ceiling is a hypothesis, re-tested ever harder while no 429 comes: both steps
+# above double every this many accepted answers since the last 429 (up to MAX_STEP), so a
+# limit that is gone (a 429 storm that ended) stops slowing the client within ~100 answers,
+# while a real limit is still met again a few dozen answers after each probe.
+PROBE_HOLD = 40
+PROBE_DOUBLING = 10.0
+MAX_STEP = 0.5
 # How much one throttling episode moves the ceiling (the rest is its history).
 CEILING_WEIGHT = 0.5
 # A ceiling exceeded this many times over without another 429 was not a limit: forget it.
 FORGET_ABOVE = 3.0
-# A 429 is taken for a limit only when another came within this many answers before it: a
-# lone 429 among many successes is a transient fault, and must not slow the job down.
-CONFIRM_WITHIN = 10
+# A 429 is taken for a limit only when at least CONFIRM_COUNT of the last CONFIRM_WINDOW
+# answers were 429s: sporadic faults (a few percent of answers) rarely cluster like that,
+# and the occasional false alarm is climbed back from quickly.
+CONFIRM_WINDOW = 20
+CONFIRM_COUNT = 3
+# Before any limit is learned, two 429s within this many answers are enough: a client that
+# hammers a slow tier must learn its limit fast, and a false alarm is climbed back from.
+FIRST_CONFIRM_WINDOW = 10
 # The accepted rate is measured over the last answers within this many seconds.
 WINDOW_ANSWERS = 256
 WINDOW_SECONDS = 20.0
@@ -151,6 +163,8 @@ class _Limit:
         self.first_429: float | None = None
         # A ceiling guessed from Retry-After alone, to be replaced by a measured one.
         self.provisional = False
+        # Accepted answers since the last 429 (of any kind): how hard to probe the ceiling.
+        self.quiet = 0
         self.level = 0.0
         self.updated: float | None = None
         self.in_flight = 0.0
@@ -245,7 +259,8 @@ class _Limit:
         step = FAST_CLIMB if self.aimd_rate < CRUISE * self.ceiling else SLOW_PROBE
         if self.provisional:
             step = FAST_CLIMB
-        self.aimd_rate *= 1.0 + step
+        self.aimd_rate *= 1.0 + min(MAX_STEP, step * 2.0 ** (max(0, self.quiet - PROBE_HOLD) / PROBE_DOUBLING))
+        self.quiet += 1
         if self.provisional:
             self.ceiling = max(self.ceiling, self.aimd_rate)
         if self.aimd_rate > FORGET_ABOVE * self.ceiling:
@@ -258,18 +273,22 @@ class _Limit:
         The ceiling may rise here (probing found more room) but never falls: a lone 429 may
         be a transient fault, and lowering on each would ratchet the pace down for good.
         """
+        self.quiet //= 2
         if self.aimd_rate is None and self.first_429 is None:
             self.first_429 = now
         if self.aimd_rate is None or self.ceiling is None:
             return
         self.refill(now)
-        self.ceiling = max(self.ceiling, self.aimd_rate)
+        # A probe that overshot found the limit somewhere between the ceiling and the probed
+        # pace (which may be far above after a long quiet spell): split the difference.
+        self.ceiling = max(self.ceiling, math.sqrt(self.ceiling * self.aimd_rate))
         self.aimd_rate = min(self.aimd_rate, CRUISE * self.ceiling)
         self.provisional = False
         self.level = min(self.level, 0.0)
 
     def on_throttled(self, now: float, retry_after: float | None) -> bool:
         """Lower the pace under the rate just accepted; False when nothing could be learned."""
+        self.quiet = 0
         if self.header_rate is not None or not self.adaptive:
             return False
         if self.aimd_rate is None and self.first_429 is None:
@@ -287,6 +306,8 @@ class _Limit:
         if measured is None:
             if self.aimd_rate is None:
                 return False
+            # Nothing accepted to measure (a storm of 429s): the pace is still a guess.
+            guessed = self.provisional
             measured = self.aimd_rate
         self.refill(now)
         current = self.aimd_rate if self.aimd_rate is not None else measured
@@ -329,7 +350,7 @@ class Pacer:
         self._tokens = _Limit("tokens", tokens_per_minute, share, adaptive)
         self._adaptive = adaptive
         self._epoch = 0
-        self._answers_since_429: int | None = None
+        self._recent_429s: deque[bool] = deque(maxlen=CONFIRM_WINDOW)
         self._throttled = 0
         self._waited = 0.0
 
@@ -414,18 +435,17 @@ class Pacer:
                 self._learn_headers(headers, now)
             if status == 429:
                 self._throttled += 1
-                since, self._answers_since_429 = self._answers_since_429, 0
+                self._recent_429s.append(True)
                 if self._adaptive:
-                    self._on_429(permit, now, retry_after, since)
+                    self._on_429(permit, now, retry_after, sum(self._recent_429s))
                 return
-            if self._answers_since_429 is not None:
-                self._answers_since_429 += 1
+            self._recent_429s.append(False)
             if status < 500:
                 self._requests.on_accepted(now, 1.0)
                 self._tokens.on_accepted(now, float(tokens if tokens else permit.tokens))
 
     def _on_429(
-        self, permit: Permit, now: float, retry_after: float | None, since: int | None
+        self, permit: Permit, now: float, retry_after: float | None, recent: int
     ) -> None:
         limits = (self._requests, self._tokens)
         if permit.epoch != self._epoch:
@@ -433,7 +453,9 @@ class Pacer:
             for limit in limits:
                 limit.level = min(limit.level, 0.0)
             return
-        if since is not None and since <= CONFIRM_WITHIN:
+        learned = any(limit.ceiling is not None for limit in limits)
+        window = list(self._recent_429s)[-FIRST_CONFIRM_WINDOW:]
+        if recent >= CONFIRM_COUNT or (not learned and sum(window) >= 2):
             if any([limit.on_throttled(now, retry_after) for limit in limits]):
                 # 429s to requests sent before this decrease say nothing new.
                 self._epoch += 1
