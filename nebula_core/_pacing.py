@@ -41,13 +41,17 @@ DECREASE = 0.9
 CRUISE = 0.92
 FAST_CLIMB = 0.03
 SLOW_PROBE = 0.001
-# A learned ceiling is a hypothesis, re-tested ever harder while no 429 comes: both steps
-# above double every this many accepted answers since the last 429 (up to MAX_STEP), so a
-# limit that is gone (a 429 storm that ended) stops slowing the client within ~100 answers,
-# while a real limit is still met again a few dozen answers after each probe.
-PROBE_HOLD = 40
-PROBE_DOUBLING = 10.0
+# A learned ceiling is a hypothesis, re-tested ever harder while no limit is confirmed: past
+# PROBE_HOLD accepted answers since the last confirmed limit, the step doubles every
+# PROBE_DOUBLING answers (up to MAX_STEP), so a limit that is gone (a 429 storm that ended, a
+# false alarm) stops slowing the client within a few hundred answers, while a real limit is
+# re-tested rarely enough to keep 429s under 5%. A pace only guessed from Retry-After, never
+# measured, doubles its step every GUESS_DOUBLING answers from the start.
+PROBE_HOLD = 200
+PROBE_DOUBLING = 20.0
+GUESS_DOUBLING = 8.0
 MAX_STEP = 0.5
+LONE_SETBACK = 100
 # How much one throttling episode moves the ceiling (the rest is its history).
 CEILING_WEIGHT = 0.5
 # A ceiling exceeded this many times over without another 429 was not a limit: forget it.
@@ -256,10 +260,13 @@ class _Limit:
         if self.aimd_rate is None or self.ceiling is None:
             return
         self.refill(now)
-        step = FAST_CLIMB if self.aimd_rate < CRUISE * self.ceiling else SLOW_PROBE
         if self.provisional:
-            step = FAST_CLIMB
-        self.aimd_rate *= 1.0 + min(MAX_STEP, step * 2.0 ** (max(0, self.quiet - PROBE_HOLD) / PROBE_DOUBLING))
+            # Only a guess from Retry-After, never measured: find the real pace fast.
+            step = FAST_CLIMB * 2.0 ** (self.quiet / GUESS_DOUBLING)
+        else:
+            step = FAST_CLIMB if self.aimd_rate < CRUISE * self.ceiling else SLOW_PROBE
+            step *= 2.0 ** (max(0, self.quiet - PROBE_HOLD) / PROBE_DOUBLING)
+        self.aimd_rate *= 1.0 + min(MAX_STEP, step)
         self.quiet += 1
         if self.provisional:
             self.ceiling = max(self.ceiling, self.aimd_rate)
@@ -273,14 +280,21 @@ class _Limit:
         The ceiling may rise here (probing found more room) but never falls: a lone 429 may
         be a transient fault, and lowering on each would ratchet the pace down for good.
         """
-        self.quiet //= 2
         if self.aimd_rate is None and self.first_429 is None:
             self.first_429 = now
         if self.aimd_rate is None or self.ceiling is None:
             return
         self.refill(now)
+        measured = self.measured_rate(now)
+        if self.provisional and measured is not None:
+            # The guessed pace climbed past the limit: now there is a measurement to go by.
+            self.ceiling = min(self.ceiling, measured)
+            self.aimd_rate = min(self.aimd_rate, DECREASE * self.ceiling)
         # A probe that overshot found the limit somewhere between the ceiling and the probed
         # pace (which may be far above after a long quiet spell): split the difference.
+        if self.aimd_rate > self.ceiling:
+            # The re-test above the ceiling met a 429: hold off probing hard for a while.
+            self.quiet = min(self.quiet, max(PROBE_HOLD // 2, self.quiet - LONE_SETBACK))
         self.ceiling = max(self.ceiling, math.sqrt(self.ceiling * self.aimd_rate))
         self.aimd_rate = min(self.aimd_rate, CRUISE * self.ceiling)
         self.provisional = False
@@ -453,7 +467,7 @@ class Pacer:
             for limit in limits:
                 limit.level = min(limit.level, 0.0)
             return
-        learned = any(limit.ceiling is not None for limit in limits)
+        learned = any(limit.ceiling is not None and not limit.provisional for limit in limits)
         window = list(self._recent_429s)[-FIRST_CONFIRM_WINDOW:]
         if recent >= CONFIRM_COUNT or (not learned and sum(window) >= 2):
             if any([limit.on_throttled(now, retry_after) for limit in limits]):
