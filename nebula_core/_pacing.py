@@ -46,15 +46,17 @@ SLOW_PROBE = 0.001
 # PROBE_DOUBLING answers (up to MAX_STEP), so a limit that is gone (a 429 storm that ended, a
 # false alarm) stops slowing the client within a few hundred answers, while a real limit is
 # re-tested rarely enough to keep 429s under 5%. A pace only guessed from Retry-After, never
-# measured, doubles its step every GUESS_DOUBLING answers from the start.
+# measured, climbs from GUESS_STEP, doubled every GUESS_DOUBLING answers.
 PROBE_HOLD = 200
 PROBE_DOUBLING = 20.0
-GUESS_DOUBLING = 8.0
+GUESS_STEP = 0.1
+GUESS_DOUBLING = 4.0
 MAX_STEP = 0.5
 LONE_SETBACK = 100
 # How much one throttling episode moves the ceiling (the rest is its history).
 CEILING_WEIGHT = 0.5
-# A ceiling exceeded this many times over without another 429 was not a limit: forget it.
+# A ceiling (or a guessed pace, the rate accepted at it) exceeded this many times over without
+# another 429 was not a limit: forget it.
 FORGET_ABOVE = 3.0
 # A 429 is taken for a limit only when at least CONFIRM_COUNT of the last CONFIRM_WINDOW
 # answers were 429s: sporadic faults (a few percent of answers) rarely cluster like that,
@@ -262,7 +264,7 @@ class _Limit:
         self.refill(now)
         if self.provisional:
             # Only a guess from Retry-After, never measured: find the real pace fast.
-            step = FAST_CLIMB * 2.0 ** (self.quiet / GUESS_DOUBLING)
+            step = GUESS_STEP * 2.0 ** (self.quiet / GUESS_DOUBLING)
         else:
             step = FAST_CLIMB if self.aimd_rate < CRUISE * self.ceiling else SLOW_PROBE
             step *= 2.0 ** (max(0, self.quiet - PROBE_HOLD) / PROBE_DOUBLING)
@@ -270,7 +272,8 @@ class _Limit:
         self.quiet += 1
         if self.provisional:
             self.ceiling = max(self.ceiling, self.aimd_rate)
-        if self.aimd_rate > FORGET_ABOVE * self.ceiling:
+        measured = self.measured_rate(now) if self.provisional else None
+        if self.aimd_rate > FORGET_ABOVE * (self.ceiling if measured is None else measured):
             self.aimd_rate = self.ceiling = self.first_429 = None
             self.provisional = False
 
