@@ -49,7 +49,11 @@ class Server:
         limited = self.level < 1.0
         if limited or (self.sporadic and rng.random() < self.sporadic):
             self.throttled += 1
-            retry_after = float(max(1, math.ceil((1.0 - self.level) / rate))) if limited else self.sporadic_retry_after
+            retry_after = (
+                float(max(1, math.ceil((1.0 - self.level) / rate)))
+                if limited
+                else self.sporadic_retry_after
+            )
             return 429, self._headers(rate), retry_after
         self.level -= 1.0
         self.accepted += 1

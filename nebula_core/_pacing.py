@@ -4,10 +4,12 @@ Each limit (requests, tokens) is a token bucket whose rate comes from, in order 
 
 1. an explicit `requests_per_minute` / `tokens_per_minute` (a hard cap: never exceeded);
 2. the service's `x-ratelimit-limit-*` / `-remaining-*` / `-reset-*` headers, when it sends them;
-3. otherwise the 429s themselves: when throttled, pace a little under the rate the service was
-   accepting; climb back quickly to that ceiling, then probe above it slowly. A sporadic 429 (a
-   transient fault, not a limit) therefore costs a few percent for a few requests, and a limit
-   that was never hit again is forgotten.
+3. otherwise the 429s themselves: when 429s cluster (3 of the last 20 answers), pace a little
+   under the rate the service was accepting; climb back quickly to that ceiling, then probe
+   above it, slowly at first and ever faster while no 429 comes. A learned ceiling is only a
+   hypothesis: once 429s stop (a storm that ended, a limit that was lifted) the pace is back
+   to unthrottled within a few hundred answers, and sporadic 429s (transient faults, not a
+   limit) cost little.
 
 Until something is known the pacer does not slow anything down. All the policy is pure logic
 over an injectable clock, so tests drive it without sleeping.
@@ -298,8 +300,10 @@ class _Limit:
         if self.aimd_rate > self.ceiling:
             # The re-test above the ceiling met a 429: hold off probing hard for a while.
             self.quiet = min(self.quiet, max(PROBE_HOLD // 2, self.quiet - LONE_SETBACK))
-        self.ceiling = max(self.ceiling, math.sqrt(self.ceiling * self.aimd_rate))
-        self.aimd_rate = min(self.aimd_rate, CRUISE * self.ceiling)
+            self.ceiling = math.sqrt(self.ceiling * self.aimd_rate)
+            self.aimd_rate = CRUISE * self.ceiling
+        # Below the ceiling the service has accepted this pace before: a lone 429 there is a
+        # transient fault (a limit that dropped repeats itself and gets confirmed).
         self.provisional = False
         self.level = min(self.level, 0.0)
 
@@ -461,9 +465,7 @@ class Pacer:
                 self._requests.on_accepted(now, 1.0)
                 self._tokens.on_accepted(now, float(tokens if tokens else permit.tokens))
 
-    def _on_429(
-        self, permit: Permit, now: float, retry_after: float | None, recent: int
-    ) -> None:
+    def _on_429(self, permit: Permit, now: float, retry_after: float | None, recent: int) -> None:
         limits = (self._requests, self._tokens)
         if permit.epoch != self._epoch:
             # Sent before the pace was last lowered: says nothing new about the limit.
