@@ -429,8 +429,9 @@ def test_a_measured_limit_that_is_lifted_is_forgotten_after_a_bounded_time() -> 
     assert learned is None or learned >= 0.8 * UNTHROTTLED * 60
     # The limit was real and learned: about 10 a second until it was lifted...
     assert server.accepted - len(server.accepted_at) <= 1.05 * 10 * 60
-    # ...then re-tested: at least 80% of the unthrottled rate within 60 clock seconds.
-    for start in (120.0, 140.0):
+    # ...then re-tested: from 10 clock seconds after the lift, at least 80% of the
+    # unthrottled rate (main took 40 s: it probed above a learned ceiling at 0.1% an answer).
+    for start in (70.0, 100.0, 140.0):
         assert sum(1 for at in server.accepted_at if start <= at < start + 10) >= 0.8 * 200
 
 
