@@ -4,10 +4,12 @@ Each limit (requests, tokens) is a token bucket whose rate comes from, in order 
 
 1. an explicit `requests_per_minute` / `tokens_per_minute` (a hard cap: never exceeded);
 2. the service's `x-ratelimit-limit-*` / `-remaining-*` / `-reset-*` headers, when it sends them;
-3. otherwise the 429s themselves: when throttled, pace a little under the rate the service was
-   accepting; climb back quickly to that ceiling, then probe above it slowly. A sporadic 429 (a
-   transient fault, not a limit) therefore costs a few percent for a few requests, and a limit
-   that was never hit again is forgotten.
+3. otherwise the 429s themselves: when 429s cluster (3 of the last 20 answers), pace a little
+   under the rate the service was accepting; climb back quickly to that ceiling, then probe
+   above it, slowly at first and ever faster while no 429 comes. A learned ceiling is only a
+   hypothesis: once 429s stop (a storm that ended, a limit that was lifted) the pace is back
+   to unthrottled within a few hundred answers, and sporadic 429s (transient faults, not a
+   limit) cost little.
 
 Until something is known the pacer does not slow anything down. All the policy is pure logic
 over an injectable clock, so tests drive it without sleeping.
@@ -41,13 +43,31 @@ DECREASE = 0.9
 CRUISE = 0.92
 FAST_CLIMB = 0.03
 SLOW_PROBE = 0.001
+# A learned ceiling is a hypothesis, re-tested ever harder while no limit is confirmed: past
+# PROBE_HOLD accepted answers since the last confirmed limit, the step doubles every
+# PROBE_DOUBLING answers (up to MAX_STEP), so a limit that is gone (a 429 storm that ended, a
+# false alarm) stops slowing the client within a few hundred answers, while a real limit is
+# re-tested rarely enough to keep 429s under 5%. A pace only guessed from Retry-After, never
+# measured, climbs from GUESS_STEP, doubled every GUESS_DOUBLING answers.
+PROBE_HOLD = 200
+PROBE_DOUBLING = 20.0
+GUESS_STEP = 0.1
+GUESS_DOUBLING = 4.0
+MAX_STEP = 0.5
+LONE_SETBACK = 100
 # How much one throttling episode moves the ceiling (the rest is its history).
 CEILING_WEIGHT = 0.5
-# A ceiling exceeded this many times over without another 429 was not a limit: forget it.
+# A ceiling (or a guessed pace, the rate accepted at it) exceeded this many times over without
+# another 429 was not a limit: forget it.
 FORGET_ABOVE = 3.0
-# A 429 is taken for a limit only when another came within this many answers before it: a
-# lone 429 among many successes is a transient fault, and must not slow the job down.
-CONFIRM_WITHIN = 10
+# A 429 is taken for a limit only when at least CONFIRM_COUNT of the last CONFIRM_WINDOW
+# answers were 429s: sporadic faults (a few percent of answers) rarely cluster like that,
+# and the occasional false alarm is climbed back from quickly.
+CONFIRM_WINDOW = 20
+CONFIRM_COUNT = 3
+# Before any limit is learned, two 429s within this many answers are enough: a client that
+# hammers a slow tier must learn its limit fast, and a false alarm is climbed back from.
+FIRST_CONFIRM_WINDOW = 10
 # The accepted rate is measured over the last answers within this many seconds.
 WINDOW_ANSWERS = 256
 WINDOW_SECONDS = 20.0
@@ -151,6 +171,8 @@ class _Limit:
         self.first_429: float | None = None
         # A ceiling guessed from Retry-After alone, to be replaced by a measured one.
         self.provisional = False
+        # Accepted answers since the last 429 (of any kind): how hard to probe the ceiling.
+        self.quiet = 0
         self.level = 0.0
         self.updated: float | None = None
         self.in_flight = 0.0
@@ -242,13 +264,18 @@ class _Limit:
         if self.aimd_rate is None or self.ceiling is None:
             return
         self.refill(now)
-        step = FAST_CLIMB if self.aimd_rate < CRUISE * self.ceiling else SLOW_PROBE
         if self.provisional:
-            step = FAST_CLIMB
-        self.aimd_rate *= 1.0 + step
+            # Only a guess from Retry-After, never measured: find the real pace fast.
+            step = GUESS_STEP * 2.0 ** (self.quiet / GUESS_DOUBLING)
+        else:
+            step = FAST_CLIMB if self.aimd_rate < CRUISE * self.ceiling else SLOW_PROBE
+            step *= 2.0 ** (max(0, self.quiet - PROBE_HOLD) / PROBE_DOUBLING)
+        self.aimd_rate *= 1.0 + min(MAX_STEP, step)
+        self.quiet += 1
         if self.provisional:
             self.ceiling = max(self.ceiling, self.aimd_rate)
-        if self.aimd_rate > FORGET_ABOVE * self.ceiling:
+        measured = self.measured_rate(now) if self.provisional else None
+        if self.aimd_rate > FORGET_ABOVE * (self.ceiling if measured is None else measured):
             self.aimd_rate = self.ceiling = self.first_429 = None
             self.provisional = False
 
@@ -263,13 +290,26 @@ class _Limit:
         if self.aimd_rate is None or self.ceiling is None:
             return
         self.refill(now)
-        self.ceiling = max(self.ceiling, self.aimd_rate)
-        self.aimd_rate = min(self.aimd_rate, CRUISE * self.ceiling)
+        measured = self.measured_rate(now)
+        if self.provisional and measured is not None:
+            # The guessed pace climbed past the limit: now there is a measurement to go by.
+            self.ceiling = min(self.ceiling, measured)
+            self.aimd_rate = min(self.aimd_rate, DECREASE * self.ceiling)
+        # A probe that overshot found the limit somewhere between the ceiling and the probed
+        # pace (which may be far above after a long quiet spell): split the difference.
+        if self.aimd_rate > self.ceiling:
+            # The re-test above the ceiling met a 429: hold off probing hard for a while.
+            self.quiet = min(self.quiet, max(PROBE_HOLD // 2, self.quiet - LONE_SETBACK))
+            self.ceiling = math.sqrt(self.ceiling * self.aimd_rate)
+            self.aimd_rate = CRUISE * self.ceiling
+        # Below the ceiling the service has accepted this pace before: a lone 429 there is a
+        # transient fault (a limit that dropped repeats itself and gets confirmed).
         self.provisional = False
         self.level = min(self.level, 0.0)
 
     def on_throttled(self, now: float, retry_after: float | None) -> bool:
         """Lower the pace under the rate just accepted; False when nothing could be learned."""
+        self.quiet = 0
         if self.header_rate is not None or not self.adaptive:
             return False
         if self.aimd_rate is None and self.first_429 is None:
@@ -287,6 +327,8 @@ class _Limit:
         if measured is None:
             if self.aimd_rate is None:
                 return False
+            # Nothing accepted to measure (a storm of 429s): the pace is still a guess.
+            guessed = self.provisional
             measured = self.aimd_rate
         self.refill(now)
         current = self.aimd_rate if self.aimd_rate is not None else measured
@@ -329,7 +371,7 @@ class Pacer:
         self._tokens = _Limit("tokens", tokens_per_minute, share, adaptive)
         self._adaptive = adaptive
         self._epoch = 0
-        self._answers_since_429: int | None = None
+        self._recent_429s: deque[bool] = deque(maxlen=CONFIRM_WINDOW)
         self._throttled = 0
         self._waited = 0.0
 
@@ -414,26 +456,25 @@ class Pacer:
                 self._learn_headers(headers, now)
             if status == 429:
                 self._throttled += 1
-                since, self._answers_since_429 = self._answers_since_429, 0
+                self._recent_429s.append(True)
                 if self._adaptive:
-                    self._on_429(permit, now, retry_after, since)
+                    self._on_429(permit, now, retry_after, sum(self._recent_429s))
                 return
-            if self._answers_since_429 is not None:
-                self._answers_since_429 += 1
+            self._recent_429s.append(False)
             if status < 500:
                 self._requests.on_accepted(now, 1.0)
                 self._tokens.on_accepted(now, float(tokens if tokens else permit.tokens))
 
-    def _on_429(
-        self, permit: Permit, now: float, retry_after: float | None, since: int | None
-    ) -> None:
+    def _on_429(self, permit: Permit, now: float, retry_after: float | None, recent: int) -> None:
         limits = (self._requests, self._tokens)
         if permit.epoch != self._epoch:
             # Sent before the pace was last lowered: says nothing new about the limit.
             for limit in limits:
                 limit.level = min(limit.level, 0.0)
             return
-        if since is not None and since <= CONFIRM_WITHIN:
+        learned = any(limit.ceiling is not None and not limit.provisional for limit in limits)
+        window = list(self._recent_429s)[-FIRST_CONFIRM_WINDOW:]
+        if recent >= CONFIRM_COUNT or (not learned and sum(window) >= 2):
             if any([limit.on_throttled(now, retry_after) for limit in limits]):
                 # 429s to requests sent before this decrease say nothing new.
                 self._epoch += 1

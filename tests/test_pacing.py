@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from typing import Protocol
+
 import pytest
 
 from nebula_core._pacing import (
@@ -55,13 +58,22 @@ class BucketServer:
         return 200, None
 
 
-def hammer(pacer: Pacer, clock: FakeClock, server: BucketServer, seconds: float) -> None:
+class Server(Protocol):
+    accepted: int
+    throttled: int
+
+    def answer(self, now: float) -> tuple[int, float | None]: ...
+
+
+def hammer(pacer: Pacer, clock: FakeClock, server: Server, seconds: float) -> None:
     """Four workers, 0.2 s round trips, each retrying a 429 after its Retry-After.
 
     A small discrete-event loop: each worker has its own time, and the pacer's clock is set
     to it whenever that worker acquires or hears back.
     """
-    events: list[tuple[float, int, Permit | None, int]] = [(i * 0.05, i, None, 0) for i in range(4)]
+    events: list[tuple[float, int, tuple[Permit, float | None] | None, int]] = [
+        (i * 0.05, i, None, 0) for i in range(4)
+    ]
     while events:
         events.sort(key=lambda event: event[0])
         at, worker, permit, status = events.pop(0)
@@ -73,11 +85,12 @@ def hammer(pacer: Pacer, clock: FakeClock, server: BucketServer, seconds: float)
             permit = pacer.acquire(10, waits.append)
             clock.sleeps.extend(waits)
             sent = at + sum(waits)
-            status, _ = server.answer(sent + 0.1)
-            events.append((sent + 0.2, worker, permit, status))
+            status, retry_after = server.answer(sent + 0.1)
+            events.append((sent + 0.2, worker, (permit, retry_after), status))
         else:
-            pacer.observe(permit, status=status, retry_after=1.0 if status == 429 else None)
-            events.append((at + (1.0 if status == 429 else 0.0), worker, None, 0))
+            permit, retry_after = permit
+            pacer.observe(permit, status=status, retry_after=retry_after)
+            events.append((at + (retry_after or 0.0), worker, None, 0))
 
 
 # -- pure helpers -------------------------------------------------------------------------------
@@ -343,3 +356,107 @@ def test_an_answer_that_never_came_frees_its_permit_without_learning() -> None:
     pacer.observe(permit, status=429)  # observing twice is a no-op
     assert pacer.stats == PacingStats()
     assert isinstance(permit, Permit) and not permit.open
+
+
+# -- a learned limit is a hypothesis: re-tested, and forgotten once 429s stop -------------------
+
+
+class StormServer:
+    """429 with Retry-After: 1 to everything until `until`, then accepts everything."""
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+        self.accepted = 0
+        self.throttled = 0
+        self.accepted_at: list[float] = []
+
+    def answer(self, now: float) -> tuple[int, float | None]:
+        if now < self.until:
+            self.throttled += 1
+            return 429, 1.0
+        self.accepted += 1
+        self.accepted_at.append(now)
+        return 200, None
+
+
+def accepted_between(server: StormServer, start: float, end: float) -> int:
+    return sum(1 for at in server.accepted_at if start <= at < end)
+
+
+# Four workers with 0.2 s round trips and nothing to slow them: 20 answers a second.
+UNTHROTTLED = 20.0
+
+
+def test_a_short_429_storm_does_not_slow_the_client_once_it_is_over() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    server = StormServer(until=2.0)
+
+    hammer(pacer, clock, server, seconds=40)
+
+    assert server.throttled >= 8  # the storm taught the pacer a (guessed) limit
+    # Within 10 clock seconds (and a bounded number of answers) of the storm's end the
+    # client is back to at least 80% of its unthrottled rate, and stays there.
+    for start in (12.0, 20.0, 30.0):
+        assert accepted_between(server, start, start + 5) >= 0.8 * UNTHROTTLED * 5
+    assert accepted_between(server, 0.0, 12.0) <= 200
+
+
+class LiftedLimitServer(BucketServer):
+    """A real limit of 10 a second that is lifted at `lifted`."""
+
+    def __init__(self, lifted: float) -> None:
+        super().__init__(per_second=10, burst=10)
+        self.lifted = lifted
+        self.accepted_at: list[float] = []
+
+    def answer(self, now: float) -> tuple[int, float | None]:
+        if now >= self.lifted:
+            self.accepted += 1
+            self.accepted_at.append(now)
+            return 200, None
+        return super().answer(now)
+
+
+def test_a_measured_limit_that_is_lifted_is_forgotten_after_a_bounded_time() -> None:
+    clock = FakeClock()
+    pacer = make_pacer(clock)
+    server = LiftedLimitServer(lifted=60.0)
+
+    hammer(pacer, clock, server, seconds=150)
+
+    learned = pacer.stats.learned_requests_per_minute
+    assert learned is None or learned >= 0.8 * UNTHROTTLED * 60
+    # The limit was real and learned: about 10 a second until it was lifted...
+    assert server.accepted - len(server.accepted_at) <= 1.05 * 10 * 60
+    # ...then re-tested: from 10 clock seconds after the lift, at least 80% of the
+    # unthrottled rate (main took 40 s: it probed above a learned ceiling at 0.1% an answer).
+    for start in (70.0, 100.0, 140.0):
+        assert sum(1 for at in server.accepted_at if start <= at < start + 10) >= 0.8 * 200
+
+
+class SporadicServer:
+    """No limit, but a random `share` of answers is a 429 with Retry-After: 0."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self.random = random.Random(7)
+        self.accepted = 0
+        self.throttled = 0
+
+    def answer(self, now: float) -> tuple[int, float | None]:
+        if self.random.random() < self.share:
+            self.throttled += 1
+            return 429, 0.0
+        self.accepted += 1
+        return 200, None
+
+
+def test_three_percent_random_429s_keep_at_least_85_percent_of_the_throughput() -> None:
+    clean, faulty = SporadicServer(0.0), SporadicServer(0.03)
+    for server in (clean, faulty):
+        clock = FakeClock()
+        hammer(make_pacer(clock), clock, server, seconds=600)
+
+    assert faulty.throttled >= 0.02 * (faulty.accepted + faulty.throttled)
+    assert faulty.accepted >= 0.85 * clean.accepted
