@@ -70,7 +70,7 @@ GPU: dict[str, Any] = {
     "honour_encoding_format": True,
 }
 OUR_BATCH = 64  # NebulaClient / NebulaEmbeddings / NebulaEmbedding default batch size
-OUR_CONCURRENCY = 4  # their default max_concurrency
+OUR_CONCURRENCY = 8  # their default max_concurrency
 
 
 # -- results -------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def gpu_arms() -> list[Arm]:
             "openai_li",
             OUR_BATCH,
             OUR_CONCURRENCY,
-            "OpenAIEmbedding, embed_batch_size=64, num_workers=4",
+            "OpenAIEmbedding, embed_batch_size=64, num_workers=8",
         ),
     ]
 

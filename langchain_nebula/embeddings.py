@@ -157,7 +157,7 @@ class NebulaEmbeddings(BaseModel, Embeddings):
     batch_size: int = Field(default=64, ge=1)
     """Most texts per request."""
 
-    max_concurrency: int = 4
+    max_concurrency: int = 8
     """Requests in flight at once within one call (sync and async alike)."""
 
     max_retries: int = 6

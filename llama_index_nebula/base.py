@@ -118,7 +118,7 @@ class NebulaEmbedding(BaseEmbedding):
         default=64, gt=0, le=2048, description="Most texts sent in one request."
     )
     max_concurrency: int = Field(
-        default=4, description="Requests in flight at once within one call, sync or async."
+        default=8, description="Requests in flight at once within one call, sync or async."
     )
     max_retries: int = Field(
         default=6, description="Retries per request on 429, 5xx, timeouts, dropped connections."

@@ -166,7 +166,7 @@ class NebulaClient:
         base_url: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 6,
-        max_concurrency: int = 4,
+        max_concurrency: int = 8,
         default_headers: Mapping[str, str] | None = None,
         *,
         deadline: float | None = None,
