@@ -484,3 +484,19 @@ def test_embed_nested_in_embed_from_concurrent_calls_holding_every_slot():
     assert after.embeddings == [vector_of("after")]
     assert len(server.arrivals) == 2 * (4 + 4 * 3) + 1
     assert server.max_in_flight <= 2
+
+
+@pytest.mark.timeout(60)
+def test_aembed_on_a_private_loop_inside_on_progress_runs_in_the_held_slot():
+    with CountingServer(latency=0.01) as server:
+        client = client_for(server, max_concurrency=1)
+        inner: list[object] = []
+
+        def on_progress(done: int) -> None:
+            texts = [f"inner {done} {i}" for i in range(3)]
+            inner.append((texts, asyncio.run(client.aembed(texts, batch_size=1))))
+
+        outer = client.embed(INGEST[:16], batch_size=2, on_progress=on_progress)
+        after = client.embed(["after"])
+        client.close()
+    _check_nested_run(server, 1, outer, inner, after)
