@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import requests
@@ -54,12 +54,15 @@ def emulator_process(latency: float = 0.0, max_inputs: int = 4096) -> Iterator[t
 
 
 @contextlib.contextmanager
-def running_emulator(latency: float = 0.0, max_inputs: int = 4096) -> Iterator[RunningEmulator]:
-    """Like `emulator_process`, but yield the process id too."""
+def running_emulator(
+    latency: float = 0.0, max_inputs: int = 4096, flags: Sequence[str] = ()
+) -> Iterator[RunningEmulator]:
+    """Like `emulator_process`, but yield the process id too; `flags` go to the emulator's CLI
+    (e.g. `--honour-encoding-format`)."""
     port = _free_port()
     command = [
         sys.executable, "-m", "nebula_core.testing", "--port", str(port), "--api-key", API_KEY,
-        "--latency", str(latency), "--max-inputs", str(max_inputs),
+        "--latency", str(latency), "--max-inputs", str(max_inputs), *flags,
     ]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=os.environ.copy())
     base_url = f"http://127.0.0.1:{port}/v1"

@@ -6,6 +6,7 @@ of the service lives in `nebula_core.testing`.
 
 from nebula_core._codec import Usage
 from nebula_core._config import DEFAULT_BASE_URL, Secret
+from nebula_core._streaming import EmbeddingBatch
 from nebula_core._version import __version__
 from nebula_core.client import ClientStats, EmbeddingResult, NebulaClient, ProgressCallback
 from nebula_core.errors import (
@@ -37,6 +38,7 @@ __all__ = [
     "ClientStats",
     "ConfigurationError",
     "DeadlineExceededError",
+    "EmbeddingBatch",
     "EmbeddingResult",
     "InputTooLongError",
     "ModelInfo",

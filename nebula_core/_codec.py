@@ -13,6 +13,7 @@ import array
 import base64
 import logging
 import math
+import re
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -92,7 +93,12 @@ def require_numpy() -> Any:
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens the service counted, summed over every request of one call."""
+    """Tokens the service counted, summed over every request of one call.
+
+    Attributes:
+        prompt_tokens: tokens of the inputs, as the service reports them.
+        total_tokens: tokens billed, as the service reports them.
+    """
 
     prompt_tokens: int = 0
     total_tokens: int = 0
@@ -141,10 +147,18 @@ class EncodingChoice:
         return True
 
 
+#: How refusals of the field read: `encoding_format` (OpenAI/FastAPI), `encodingFormat`,
+#: "encoding format", or OpenAI's "Invalid value: 'base64'" with `param` elsewhere.
+_REFUSES_ENCODING = re.compile(
+    r"encoding[ _]?format|invalid value:? '?base64|unsupported encoding", re.IGNORECASE
+)
+
+
 def names_encoding_format(error: BadRequestError) -> bool:
-    """A 400/422 whose message names `encoding_format`: the service does not accept the field."""
+    """A 400/422 whose message names the `encoding_format` field or its base64 value: the
+    service does not accept the field."""
     message = error.server_message or ""
-    return error.status_code in (400, 422) and "encoding_format" in message
+    return error.status_code in (400, 422) and bool(_REFUSES_ENCODING.search(message))
 
 
 def base64_refused_error(error: BadRequestError) -> BadRequestError:

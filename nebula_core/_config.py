@@ -23,7 +23,13 @@ logger = logging.getLogger("nebula_core")
 
 
 class Secret:
-    """An API key that never shows itself in repr, str, f-strings or logs."""
+    """An API key that never shows itself in repr, str, f-strings or logs.
+
+    Pickles carry the key (a Ray actor needs it), so treat a pickled `Secret` as the key itself.
+
+    Args:
+        value: the key; `reveal()` gives it back.
+    """
 
     __slots__ = ("_value",)
 

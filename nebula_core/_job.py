@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from nebula_core._batching import BatchLimits
@@ -17,7 +18,7 @@ from nebula_core.errors import DeadlineExceededError, NebulaError, ResponseForma
 if TYPE_CHECKING:
     from nebula_core._codec import FloatArray
 
-__all__ = ["Job", "ProgressCallback"]
+__all__ = ["Job", "ProgressCallback", "consume_outcome", "first_error"]
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of inputs a finished request embedded (from worker threads)."""
@@ -37,6 +38,8 @@ class Job:
         output: Output = "list",
     ) -> None:
         self.texts = texts
+        # Where texts[0] sits in the caller's whole input (a stream's batch starts later).
+        self.offset = 0
         self.model = model
         # The texts as planned for the model's token limit (pieces, cut texts) and how their
         # vectors map back to the caller's inputs.
@@ -121,3 +124,18 @@ class Job:
             self.completed += count
         if self.on_progress is not None:
             self.on_progress(count)
+
+
+def first_error(
+    done: Iterable[asyncio.Future[None] | concurrent.futures.Future[None]],
+) -> BaseException | None:
+    """The error that ended a call; a `Cancelled` is only an echo of stopping, never the cause."""
+    errors = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
+    real = [e for e in errors if not isinstance(e, Cancelled)]
+    return (real or errors or [None])[0]
+
+
+def consume_outcome(future: asyncio.Future[None]) -> None:
+    """A done-callback that marks an error as seen, so asyncio does not log it again."""
+    if not future.cancelled():
+        future.exception()

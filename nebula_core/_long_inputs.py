@@ -180,6 +180,12 @@ class LongInputPlan:
             self.cuts.extend(cuts)
             self.limit = limit if self.limit is None else min(self.limit, limit)
 
+    @property
+    def merges(self) -> bool:
+        """Do some inputs have several pieces whose vectors `combine` must average?"""
+        owners = self.owners
+        return owners is not None and len(set(owners)) != len(owners)
+
     def warning(self) -> str | None:
         """The one WARNING line a call logs about the inputs it cut, or None if it cut none."""
         with self._lock:
@@ -276,7 +282,10 @@ def plan_long_inputs(
     and in `owners`, so a part of a call can be re-planned once the service names a limit.
     """
     if limit is None:
-        return LongInputPlan(model, policy, limit, texts)
+        plan = LongInputPlan(model, policy, limit, texts)
+        if positions is not None:
+            plan.owners, plan.weights = list(positions), [1] * len(texts)
+        return plan
     long_inputs = over_limit(model, texts, limit)
     where = list(range(len(texts))) if positions is None else list(positions)
     if not long_inputs:

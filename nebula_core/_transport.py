@@ -57,6 +57,26 @@ class _BearerAuth(requests.auth.AuthBase):
         return "_BearerAuth(Secret('**********'))"
 
 
+class _Session(requests.Session):
+    """A session that treats `default_headers` as credentials on a redirect to another host.
+
+    requests drops only `Authorization` there; gateways put keys in custom headers too.
+    """
+
+    def __init__(self, credential_headers: tuple[str, ...]) -> None:
+        super().__init__()
+        self._credential_headers = credential_headers
+
+    def rebuild_auth(
+        self, prepared_request: requests.PreparedRequest, response: requests.Response
+    ) -> None:
+        super().rebuild_auth(prepared_request, response)  # type: ignore[no-untyped-call]
+        previous = response.request.url or ""
+        if self.should_strip_auth(previous, prepared_request.url or ""):  # type: ignore[no-untyped-call]
+            for name in self._credential_headers:
+                prepared_request.headers.pop(name, None)
+
+
 class Transport:
     """A lazily built, thread-safe `requests.Session` for one client's settings.
 
@@ -78,7 +98,7 @@ class Transport:
         return session
 
     def _new_session(self) -> requests.Session:
-        session = requests.Session()
+        session = _Session(tuple(self._config.default_headers))
         session.max_redirects = MAX_REDIRECTS
         # Retries live in one place (tenacity); urllib3 must not add a second layer.
         adapter = requests.adapters.HTTPAdapter(

@@ -24,10 +24,11 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def validate_texts(texts: object) -> list[str]:
+def validate_texts(texts: object, offset: int = 0) -> list[str]:
     """Return `texts` as a list of non-blank strings or raise, naming every offending position.
 
-    A bare `str` is refused rather than embedded character by character.
+    A bare `str` is refused rather than embedded character by character. Positions count from
+    `offset` (a stream's batch names positions in the whole stream).
     """
     if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence):
         raise TypeError(
@@ -35,21 +36,21 @@ def validate_texts(texts: object) -> list[str]:
             "wrap a single text in a list: embed([text])."
         )
     items = list(texts)
-    not_str = [i for i, item in enumerate(items) if type(item) is not str]
+    not_str = [i for i, item in enumerate(items, offset) if type(item) is not str]
     if not_str:
-        kinds = sorted({type(items[i]).__name__ for i in not_str})
+        kinds = sorted({type(items[i - offset]).__name__ for i in not_str})
         raise TypeError(
             f"Every input must be a str; {_inputs_at(not_str, 'is', 'are')} "
             f"{', '.join(kinds)}. Convert or drop them before embedding."
         )
-    blank = [i for i, item in enumerate(items) if not item or item.isspace()]
+    blank = [i for i, item in enumerate(items, offset) if not item or item.isspace()]
     if blank:
         raise ValueError(
             f"{_capital(_inputs_at(blank, 'is', 'are'))} empty or whitespace-only, which the "
             "service cannot embed. Drop such inputs or replace them with a placeholder text."
         )
     unencodable = []
-    for i, item in enumerate(items):
+    for i, item in enumerate(items, offset):
         try:
             item.encode("utf-8")
         except UnicodeEncodeError:

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
+from nebula_core import _streaming
 from nebula_core._batching import batch_ranges, classify_413, halves
 from nebula_core._codec import (
     OUTPUTS,
@@ -27,7 +28,7 @@ from nebula_core._codec import (
     require_numpy,
 )
 from nebula_core._config import ClientConfig
-from nebula_core._job import Job, ProgressCallback
+from nebula_core._job import Job, ProgressCallback, consume_outcome, first_error
 from nebula_core._long_inputs import (
     LongInputPolicy,
     LongInputSettings,
@@ -48,7 +49,10 @@ from nebula_core.errors import APIStatusError, BadRequestError, NebulaError
 from nebula_core.models import DEFAULT_MODEL, check_dimensions, model_info, reduce_dimensions
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, AsyncIterator, Iterator
+
     from nebula_core._codec import FloatArray
+    from nebula_core._streaming import EmbeddingBatch
 
 __all__ = ["ClientStats", "EmbeddingResult", "NebulaClient", "ProgressCallback"]
 
@@ -65,6 +69,13 @@ class EmbeddingResult(Generic[_Vectors]):
     `embeddings` is a `list[list[float]]` (`output="list"`, the default) or a float32
     `numpy.ndarray` of shape (N, D) (`output="numpy"`); type checkers see which from the
     `output` argument.
+
+    Attributes:
+        embeddings: one vector per input, `embeddings[i]` for `texts[i]`.
+        usage: tokens the service counted, summed over the call's requests.
+        model: the model id the vectors came from.
+        requests: HTTP requests sent, retries included.
+        retries: requests that were retries of a failed one.
     """
 
     embeddings: _Vectors
@@ -79,6 +90,16 @@ class ClientStats:
     """What a client has spent since it was created (or unpickled), over every call.
 
     Failed calls count too: their requests and retries were sent and may have been billed.
+
+    Attributes:
+        calls: `embed`/`aembed` calls made, successful or not.
+        inputs: inputs embedded.
+        requests / retries: HTTP requests sent, and how many of them were retries.
+        prompt_tokens / total_tokens: tokens the service reported in its `usage`.
+        throttled: 429 answers received, retried or not.
+        pacing_wait_seconds: time spent waiting for the client-side pacer.
+        learned_requests_per_minute / learned_tokens_per_minute: this process's pace as
+            learned from headers and 429s; None while no limit is known.
     """
 
     calls: int = 0
@@ -104,6 +125,39 @@ class NebulaClient:
 
     >>> client = NebulaClient()                                     # doctest: +SKIP
     >>> client.embed(["first text", "second text"]).embeddings      # doctest: +SKIP
+
+    Args:
+        api_key: the NebulaBlock key; None reads `NEBULA_API_KEY`. Kept in a `Secret`, so it
+            never appears in a repr, log line, error or pickle dump.
+        base_url: the API root; None reads `NEBULA_BASE_URL`, else the public API.
+        timeout: seconds to wait for one response before an `APITimeoutError` (retried).
+        max_retries: retries per request after a 429, a transient 4xx/5xx, a timeout or a
+            dropped connection; 0 turns retrying off.
+        max_concurrency: requests in flight at once, shared fairly by every call running on
+            this client, sync and async alike.
+        default_headers: extra headers for every request (gateways); `Authorization` is
+            refused, the key goes in `api_key`.
+        deadline: overall seconds one embed call may take, retries and backoff included.
+        max_retry_wait: the longest single backoff, also the cap on a server's `Retry-After`.
+        retry_base_wait: the first backoff step; it doubles with every retry.
+        requests_per_minute / tokens_per_minute: hard caps on this client's pace; without
+            them the pace is learned from `x-ratelimit-*` headers and 429s.
+        on_long_input: what happens to an input over the model's token limit: "truncate" it,
+            "average" the vectors of its pieces, or raise `InputTooLongError` ("error").
+        max_input_tokens: the per-input token limit, for models the catalogue lacks or a
+            deployment with a smaller one.
+        max_tokens_per_request: also cap each request's total tokens, not only its inputs.
+        dimensions: cut vectors of a Matryoshka model to this length (re-normalized).
+        encoding_format: how vectors travel: "auto" (base64, then floats for good if the
+            service refuses the field), "base64", or "float".
+        rate_limit_share: this process's part of the account's rate limits when N processes
+            share the key (1 / N); scales the caps and the limits read from headers.
+
+    Raises:
+        ConfigurationError: no key, a base URL that is not a URL, or an option out of range
+            (named in the message).
+        ValueError: `on_long_input`, `max_input_tokens`, `max_tokens_per_request` or
+            `dimensions` out of range.
     """
 
     def __init__(
@@ -179,11 +233,11 @@ class NebulaClient:
             learned_tokens_per_minute=pacing.learned_tokens_per_minute,
         )
 
-    def _tally(self, job: Job) -> None:
+    def _tally(self, job: Job, calls: int = 1) -> None:
         with self._transport_lock:
             s = self._stats
             self._stats = ClientStats(
-                calls=s.calls + 1,
+                calls=s.calls + calls,
                 inputs=s.inputs + job.completed,
                 requests=s.requests + job.requests,
                 retries=s.retries + job.retries,
@@ -193,6 +247,7 @@ class NebulaClient:
 
     @property
     def base_url(self) -> str:
+        """The API root requests go to, as resolved from the argument or `NEBULA_BASE_URL`."""
         return self._config.base_url
 
     def __repr__(self) -> str:
@@ -286,6 +341,23 @@ class NebulaClient:
         `[numpy]` extra); from base64 answers it is built without any Python float.
         Invalid inputs raise `TypeError`/`ValueError` before any request; an empty list returns
         an empty result without a request.
+
+        Args:
+            texts: non-empty strings; long ones are handled as `on_long_input` says.
+            model: the model id; unknown ids work, their width comes from the first answer.
+            batch_size: the most inputs sent in one request.
+            on_progress: called from worker threads with the number of inputs each finished
+                batch embedded (a tqdm bar's `update` fits).
+            output: "list" for `list[list[float]]`, "numpy" for a float32 array.
+
+        Returns:
+            The vectors in input order, with the usage, requests and retries they cost.
+
+        Raises:
+            TypeError, ValueError: bad `texts`, `model`, `batch_size` or `output`, or a
+                `dimensions` this model cannot give; before any request.
+            NebulaError: a subclass saying what failed once retries are spent (see
+                `nebula_core.errors`); no partial result is returned.
         """
         self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress, output)
@@ -316,7 +388,7 @@ class NebulaClient:
                 # already on the wire end within `timeout` and are not waited for.
                 job.stop(futures)
                 raise
-            error = _first_error(done)
+            error = first_error(done)
             if error is not None:
                 # Stop the other batches, and let those on the wire finish, so that no request
                 # of this call is still running once the caller sees the error.
@@ -361,6 +433,20 @@ class NebulaClient:
 
         Requests run in the client's worker threads (at most `max_concurrency` at once).
         Cancelling the awaiting task stops new requests and aborts backoff sleeps at once.
+
+        Args:
+            texts: non-empty strings; long ones are handled as `on_long_input` says.
+            model: the model id.
+            batch_size: the most inputs sent in one request.
+            on_progress: called from worker threads, not the event loop, with the number of
+                inputs each finished batch embedded.
+            output: "list" for `list[list[float]]`, "numpy" for a float32 array.
+
+        Returns:
+            The same `EmbeddingResult` as `embed`.
+
+        Raises:
+            NebulaError: as `embed` does.
         """
         self._check_fork()
         job = self._start_job(texts, model, batch_size, on_progress, output)
@@ -390,18 +476,71 @@ class NebulaClient:
         awaitables = [asyncio.wrap_future(future) for future in futures]
         for awaitable in awaitables:
             # Errors are re-raised below, once; this keeps asyncio from logging the others.
-            awaitable.add_done_callback(_consume_outcome)
+            awaitable.add_done_callback(consume_outcome)
         try:
             done, _ = await asyncio.wait(awaitables, return_when=asyncio.FIRST_EXCEPTION)
         except BaseException:
             # The task was cancelled: no new request starts; backoff sleeps end at once.
             job.stop(futures)
             raise
-        error = _first_error(done)
+        error = first_error(done)
         if error is not None:
             job.stop(futures)
             await asyncio.wait(awaitables)
             raise error
+
+    def embed_iter(
+        self,
+        texts: Iterable[str],
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 64,
+        *,
+        output: Output = "list",
+        window: int | None = None,
+    ) -> Iterator[EmbeddingBatch[Any]]:
+        """Embed a stream of texts lazily, yielding `EmbeddingBatch(start, embeddings, usage)`
+        in input order; see docs/streaming.md. At most `window` batches (default
+        `2 * max_concurrency`) are pulled ahead, in flight or buffered.
+
+        Args:
+            texts: any iterable of non-empty strings, read only as far as the window needs.
+            model: the model id.
+            batch_size: inputs per batch, and the most sent in one request.
+            output: "list" for `list[list[float]]`, "numpy" for float32 arrays.
+            window: batches pulled ahead of the consumer; bounds memory, not speed.
+
+        Raises:
+            TypeError, ValueError: a bad option at once; a bad input (named by its position
+                in the stream) after the batches before it are yielded.
+            NebulaError: as `embed` does, when a batch fails.
+        """
+        return _streaming.embed_iter(self, texts, model, batch_size, output, window)
+
+    def aembed_iter(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 64,
+        *,
+        output: Output = "list",
+        window: int | None = None,
+    ) -> AsyncIterator[EmbeddingBatch[Any]]:
+        """`embed_iter` for asyncio; `texts` may be an async iterable. Close it early with
+        `contextlib.aclosing` (or cancel the task) to stop its requests at once.
+
+        Args:
+            texts: an iterable or async iterable of non-empty strings.
+            model: the model id.
+            batch_size: inputs per batch, and the most sent in one request.
+            output: "list" for `list[list[float]]`, "numpy" for float32 arrays.
+            window: batches pulled ahead of the consumer; bounds memory, not speed.
+
+        Raises:
+            TypeError, ValueError: a bad option at once; a bad input (named by its position
+                in the stream) after the batches before it are yielded.
+            NebulaError: as `embed` does, when a batch fails.
+        """
+        return _streaming.aembed_iter(self, texts, model, batch_size, output, window)
 
     # -- the work ---------------------------------------------------------------------------
 
@@ -412,7 +551,24 @@ class NebulaClient:
         batch_size: int,
         on_progress: ProgressCallback | None,
         output: Output = "list",
+        offset: int = 0,
     ) -> Job:
+        """Check and plan one call's inputs; `offset` is the position of `texts[0]` in a
+        stream (`embed_iter`), so messages and long-input plans name global positions."""
+        self._check_call(model, batch_size, output)
+        items = validate_texts(texts, offset)
+        check_dimensions(model, self._long.dimensions)
+        with self._transport_lock:
+            learned = self._learned_limits.get(model)
+        limit = effective_limit(model, self._long.max_input_tokens, learned)
+        positions = range(offset, offset + len(items)) if offset else None
+        plan = plan_long_inputs(items, model, self._long.on_long_input, limit, positions)
+        job = Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan, output)
+        job.offset = offset
+        return job
+
+    @staticmethod
+    def _check_call(model: str, batch_size: int, output: Output) -> None:
         if output not in OUTPUTS:
             raise ValueError(f"output must be 'list' or 'numpy', got {output!r}.")
         if output == "numpy":
@@ -421,13 +577,6 @@ class NebulaClient:
             raise ValueError(f"model must be a non-empty model id, got {model!r}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}.")
-        items = validate_texts(texts)
-        check_dimensions(model, self._long.dimensions)
-        with self._transport_lock:
-            learned = self._learned_limits.get(model)
-        limit = effective_limit(model, self._long.max_input_tokens, learned)
-        plan = plan_long_inputs(items, model, self._long.on_long_input, limit)
-        return Job(plan.texts, model, batch_size, self._config.deadline, on_progress, plan, output)
 
     def _ranges(self, job: Job, batch_size: int) -> list[tuple[int, int]]:
         max_tokens = self._long.max_tokens_per_request
@@ -446,7 +595,7 @@ class NebulaClient:
         warning = job.plan.warning()
         if warning is not None:
             logger.warning("%s", warning)
-        reshaped = job.plan.owners is not None or self._long.dimensions is not None
+        reshaped = job.plan.merges or self._long.dimensions is not None
         embeddings: Any = job.vectors
         if job.output == "numpy":
             embeddings = job.array if job.array is not None else _empty_array(job.model)
@@ -493,9 +642,9 @@ class NebulaClient:
                     raise
                 if high - low == 1:
                     raise BadRequestError(
-                        f"The input at position {low} alone is too large for the service "
-                        f"(HTTP 413: {error.server_message or 'payload too large'}); shorten it "
-                        "or split it into smaller chunks.",
+                        f"The input at position {job.plan.owner(low)} alone is too large for "
+                        f"the service (HTTP 413: {error.server_message or 'payload too large'}); "
+                        "shorten it or split it into smaller chunks.",
                         status_code=413,
                         server_message=error.server_message,
                     ) from None
@@ -536,9 +685,10 @@ class NebulaClient:
                 self._learned_limits[job.model] = limit if known is None else min(known, limit)
             if policy == "error":
                 # Name every input of the call that the limit rules out, not just this batch.
-                offenders = over_limit(job.model, job.texts, limit) or [
-                    (job.plan.owner(p), limit, False) for p in range(start, end)
-                ]
+                offenders = [
+                    (job.plan.owner(i), n, exact)
+                    for i, n, exact in over_limit(job.model, job.texts, limit)
+                ] or [(job.plan.owner(p), limit, False) for p in range(start, end)]
                 raise too_long_error(
                     job.model,
                     offenders,
@@ -553,7 +703,7 @@ class NebulaClient:
                 usage = Usage()
                 for first in range(0, len(sub.texts), job.limits.max_inputs):
                     part = sub.texts[first : first + job.limits.max_inputs]
-                    got = self._send_texts(job, part, _where(start, end))
+                    got = self._send_texts(job, part, _where(start + job.offset, end + job.offset))
                     vectors.extend(got.to_lists())
                     usage = usage + got.usage
             except BadRequestError as again:
@@ -571,7 +721,8 @@ class NebulaClient:
         raise error
 
     def _send_batch(self, job: Job, start: int, end: int) -> DecodedBatch:
-        return self._send_texts(job, job.texts[start:end], _where(start, end))
+        where = _where(start + job.offset, end + job.offset)
+        return self._send_texts(job, job.texts[start:end], where)
 
     def _send_texts(self, job: Job, batch: list[str], where: str) -> DecodedBatch:
         estimated = estimate_tokens(batch)
@@ -647,20 +798,6 @@ class NebulaClient:
 
 def _where(start: int, end: int) -> str:
     return f"inputs {start}..{end - 1}" if end - start > 1 else f"input {start}"
-
-
-def _first_error(
-    done: Iterable[asyncio.Future[None] | concurrent.futures.Future[None]],
-) -> BaseException | None:
-    """The error that ended a call; a `Cancelled` is only an echo of stopping, never the cause."""
-    errors = [f.exception() for f in done if not f.cancelled() and f.exception() is not None]
-    real = [e for e in errors if not isinstance(e, Cancelled)]
-    return (real or errors or [None])[0]
-
-
-def _consume_outcome(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
 
 
 def _empty_array(model: str) -> FloatArray:

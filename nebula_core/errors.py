@@ -45,9 +45,15 @@ __all__ = [
 class NebulaError(Exception):
     """Base class of every error this package raises about the service or its configuration.
 
-    `status_code` is the HTTP status when there was one; `server_message` is the service's own
-    explanation, parsed from the error body; `attempts` is how many requests were sent for the
-    failing batch (1 when it was not retried).
+    Every argument is kept as an attribute of the same name, and survives pickling (errors
+    cross process boundaries under multiprocessing and Ray).
+
+    Args:
+        message: what happened and what to do next; never contains the API key.
+        status_code: the HTTP status, when there was an answer.
+        server_message: the service's own explanation, parsed from the error body.
+        attempts: requests sent for the failing batch (1 when it was not retried); above 1,
+            `str(error)` says how many.
     """
 
     def __init__(
@@ -88,7 +94,13 @@ class APITimeoutError(APIConnectionError):
 
 
 class DeadlineExceededError(APITimeoutError):
-    """The overall `deadline` of one embed call ran out; `completed` inputs were embedded."""
+    """The overall `deadline` of one embed call ran out; `completed` inputs were embedded.
+
+    Args:
+        message: what ran out, and the last error seen before it.
+        completed: inputs embedded before the deadline (their vectors are not returned).
+        total: inputs the call was given.
+    """
 
     def __init__(self, message: str, *, completed: int, total: int) -> None:
         super().__init__(message)
@@ -99,8 +111,15 @@ class DeadlineExceededError(APITimeoutError):
 class APIStatusError(NebulaError):
     """The service answered with a non-success HTTP status.
 
-    `retry_after` is the server's `Retry-After` in seconds, when it sent one; `headers` holds
-    only the answer's `x-ratelimit-*` and `Retry-After` headers (never auth), for pacing.
+    `headers` holds only the answer's `x-ratelimit-*` and `Retry-After` headers (never auth),
+    for pacing.
+
+    Args:
+        message: what happened and what to do next.
+        status_code: the HTTP status of the answer.
+        server_message: the service's own explanation, parsed from the error body.
+        attempts: requests sent for the failing batch (1 when it was not retried).
+        retry_after: the server's `Retry-After` in seconds, when it sent one.
     """
 
     def __init__(
@@ -130,8 +149,14 @@ class BadRequestError(APIStatusError):
 class InputTooLongError(BadRequestError):
     """Inputs exceed the model's token limit and `on_long_input="error"` forbids cutting them.
 
-    `positions` lists every offending input (raised before any request when the limit is
-    known); `limit` is the model's limit in tokens.
+    Raised before any request when the limit is known, else on the service's refusal.
+
+    Args:
+        message: which inputs, how long they are, and the options that would accept them.
+        positions: every offending input's position in the caller's list.
+        limit: the model's limit in tokens.
+        status_code: the HTTP status when the service refused (None before any request).
+        server_message: the service's own explanation, when it refused.
     """
 
     def __init__(

@@ -40,10 +40,15 @@ QWEN3_QUERY_INSTRUCTION = (
 class ModelInfo:
     """What we know about one model before asking the service.
 
-    `context_tokens` is the most tokens one input may have (specials included); `tokenizer`
-    names the vocabulary it counts with ("bert-base-uncased" ships here, so counts are exact;
-    "qwen3-bpe" does not, so they are estimated); `matryoshka` says whether any leading slice
-    of a vector, re-normalized, is itself a valid smaller embedding.
+    Attributes:
+        id: the model id the service takes, e.g. "WhereIsAI/UAE-Large-V1".
+        dimensions: the length of its vectors.
+        context_tokens: the most tokens one input may have (specials included); None: unknown.
+        query_instruction: the prefix its model card asks queries (not documents) to carry.
+        tokenizer: the vocabulary it counts with ("bert-base-uncased" ships here, so counts
+            are exact; "qwen3-bpe" does not, so they are estimated).
+        matryoshka: whether any leading slice of a vector, re-normalized, is itself a valid
+            smaller embedding (what `dimensions=` on the client needs).
     """
 
     id: str
@@ -55,6 +60,7 @@ class ModelInfo:
 
     @property
     def max_input_tokens(self) -> int | None:
+        """The token limit of one input, under the name the client's option uses."""
         return self.context_tokens
 
 
@@ -75,7 +81,11 @@ MODELS: dict[str, ModelInfo] = {
 
 
 def model_info(model: str) -> ModelInfo | None:
-    """The catalogue entry for `model`, or None for a model this package does not know."""
+    """The catalogue entry for `model`, or None for a model this package does not know.
+
+    Args:
+        model: a model id, e.g. "BAAI/bge-large-en-v1.5".
+    """
     return MODELS.get(model)
 
 
@@ -84,6 +94,14 @@ def check_dimensions(model: str | None, dimensions: int | None) -> None:
 
     A known model must be Matryoshka-trained (a leading slice of another model's vector is not
     an embedding) and have at least that many dimensions; unknown models are trusted.
+
+    Args:
+        model: the model id (None or unknown: only `dimensions` itself is checked).
+        dimensions: the requested vector length; None asks for none and always passes.
+
+    Raises:
+        ValueError: `dimensions` is not a positive int, the model is not Matryoshka-trained,
+            or it has fewer dimensions.
     """
     if dimensions is None:
         return
@@ -106,7 +124,15 @@ def check_dimensions(model: str | None, dimensions: int | None) -> None:
 
 
 def reduce_dimensions(vectors: list[list[float]], dimensions: int) -> list[list[float]]:
-    """The first `dimensions` values of each vector, scaled back to unit length (Matryoshka)."""
+    """The first `dimensions` values of each vector, scaled back to unit length (Matryoshka).
+
+    Args:
+        vectors: full-length embeddings of a Matryoshka model.
+        dimensions: how many leading values to keep.
+
+    Returns:
+        New lists; an all-zero head is returned as it is rather than divided by zero.
+    """
     reduced = []
     for vector in vectors:
         head = vector[:dimensions]
@@ -122,6 +148,18 @@ def with_query_instruction(
 
     `instruction=None` uses the model's own (none for unknown models); `""` sends queries as
     they are; any other string replaces the model's prefix. Documents never go through here.
+
+    Args:
+        model: the model id whose instruction applies.
+        queries: the search queries, as the user typed them.
+        instruction: the prefix to use instead of the model's, or None for the model's own.
+
+    Returns:
+        The texts to embed, one per query, in order.
+
+    Raises:
+        TypeError: a query is not a `str`.
+        ValueError: a query is empty or blank (it would embed the prefix alone).
     """
     # Check before prefixing: an empty query plus a prefix would embed the prefix alone.
     queries = validate_texts(queries)

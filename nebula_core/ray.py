@@ -13,6 +13,8 @@ it evenly: every actor paces itself at `budget / actors`, and together they stay
 
 Vectors land in `output_column` as `list<double>` (the exact floats the service returned) or, with
 `dtype="float32"`, `list<float>` (half the memory; what most vector databases store anyway).
+The column is built from one flat numpy buffer and computed offsets; with float32 the client's
+`output="numpy"` fills that buffer straight from the service's base64 bytes.
 """
 
 from __future__ import annotations
@@ -61,10 +63,6 @@ def _check_model(model: object) -> None:
 def _check_dtype(dtype: object) -> None:
     if dtype not in _ARROW_TYPES:
         raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}.")
-
-
-def _share(budget: float | None, actors: int) -> float | None:
-    return None if budget is None else budget / actors
 
 
 class NebulaEmbedder:
@@ -130,18 +128,22 @@ class NebulaEmbedder:
         self.batch_size = batch_size
         self.dtype: VectorDType = dtype
         key = api_key.reveal() if isinstance(api_key, Secret) else api_key
+        # `rate_limit_share` splits the explicit budget and also what the pacer learns from
+        # the service's x-ratelimit-* headers, so the actors together stay inside both.
+        share = float(client_options.pop("rate_limit_share", 1.0)) / actors
         self._client = NebulaClient(
             api_key=key,
             base_url=base_url,
             max_concurrency=max_concurrency,
-            requests_per_minute=_share(requests_per_minute, actors),
-            tokens_per_minute=_share(tokens_per_minute, actors),
+            requests_per_minute=requests_per_minute,
+            tokens_per_minute=tokens_per_minute,
+            rate_limit_share=share,
             **client_options,
         )
 
     @property
     def client(self) -> NebulaClient:
-        """This actor's client (its config carries its share of the rate budget)."""
+        """This actor's client (its `rate_limit_share` is its part of the rate budget)."""
         return self._client
 
     def __repr__(self) -> str:
@@ -173,31 +175,48 @@ class NebulaEmbedder:
                 "output_column=... (or drop the old column first)."
             )
 
-    def _vectors(self, texts: list[Any]) -> list[list[float]]:
+    def _vectors(self, texts: list[Any]) -> np.ndarray[Any, Any]:
+        """The (N, D) vectors as `self.dtype`: float32 straight from the wire's buffers
+        (`output="numpy"`, no Python floats for base64 answers); float64 from the service's
+        own floats, which a float32 step would round."""
         try:
-            return self._client.embed(texts, self.model, self.batch_size).embeddings
+            if self.dtype == "float32":
+                result = self._client.embed(texts, self.model, self.batch_size, output="numpy")
+                return result.embeddings
+            vectors = self._client.embed(texts, self.model, self.batch_size).embeddings
         except (TypeError, ValueError) as error:
             # Positions are within this Ray batch; say so, and which column it was.
             raise type(error)(
                 f"Column {self.column!r}, in a batch of {len(texts)} rows: {error}"
             ) from None
+        if vectors:
+            return np.asarray(vectors, dtype=np.float64)
+        info = model_info(self.model)
+        return np.empty((0, info.dimensions if info else 0), np.float64)
 
     def _embed_table(self, table: pa.Table) -> pa.Table:
         self._columns_ok(list(table.column_names))
         vectors = self._vectors(table.column(self.column).to_pylist())
-        array = pa.array(vectors, type=pa.list_(_ARROW_TYPES[self.dtype]))
-        return table.append_column(self.output_column, array)
+        return table.append_column(self.output_column, _list_array(vectors))
 
     def _embed_numpy(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         self._columns_ok(list(batch))
         vectors = self._vectors(list(batch[self.column].tolist()))
         out = dict(batch)
-        if vectors:
-            out[self.output_column] = np.asarray(vectors, dtype=self.dtype)
-        else:
-            info = model_info(self.model)
-            out[self.output_column] = np.empty((0, info.dimensions if info else 0), self.dtype)
+        out[self.output_column] = vectors
         return out
+
+
+def _list_array(vectors: np.ndarray[Any, Any]) -> pa.Array:
+    """A `list<float>`/`list<double>` Arrow column over the matrix's own buffer: one flat
+    values array and computed offsets, never a Python float per value."""
+    rows, width = vectors.shape
+    values = pa.array(np.ascontiguousarray(vectors).reshape(-1))
+    if rows * width < 2**31:
+        offsets = pa.array(np.arange(rows + 1, dtype=np.int32) * np.int32(width))
+        return pa.ListArray.from_arrays(offsets, values)
+    offsets = pa.array(np.arange(rows + 1, dtype=np.int64) * width)  # pragma: no cover
+    return pa.LargeListArray.from_arrays(offsets, values)  # pragma: no cover
 
 
 def embed_dataset(
@@ -234,6 +253,30 @@ def embed_dataset(
     some repeated requests, never a missing or duplicated row. Row order is Ray's: set
     `DataContext.get_current().execution_options.preserve_order = True` to keep the input's.
     `num_cpus` is per actor and small because the work is waiting on the network.
+
+    Args:
+        ds: the dataset to embed; it is not read until the result is consumed.
+        column: the text column; every value must be a non-blank `str`.
+        model: the model id.
+        output_column: the new column; it must not exist yet (nothing is overwritten).
+        actors: the size of the actor pool, each actor one client.
+        batch_size: inputs per HTTP request.
+        max_concurrency: requests one actor keeps in flight.
+        requests_per_minute / tokens_per_minute: the whole job's budget, split evenly.
+        api_key: the key; None reads `NEBULA_API_KEY` on the driver, then on the actors.
+        base_url: the API root; None reads `NEBULA_BASE_URL` on the driver.
+        dtype: "float64" keeps the service's floats exactly; "float32" halves the memory.
+        num_cpus: CPUs Ray reserves per actor.
+        ray_remote_args: more `map_batches` arguments (`runtime_env`, `max_restarts`, ...).
+        **client_options: any other `NebulaClient` argument (timeout, max_retries, ...).
+
+    Returns:
+        A lazy `ray.data.Dataset` with `output_column` added.
+
+    Raises:
+        TypeError: `ds` is not a Ray dataset.
+        ValueError: a bad column name, model, count or dtype, before anything runs.
+        ConfigurationError: a client option or the key is unusable, raised on the driver.
     """
     if not isinstance(ds, ray.data.Dataset):
         raise TypeError(f"ds must be a ray.data.Dataset, got {type(ds).__name__}.")
@@ -252,8 +295,8 @@ def embed_dataset(
         api_key=key if key is not None else "validated-on-the-actors",
         base_url=url,
         max_concurrency=max_concurrency,
-        requests_per_minute=_share(requests_per_minute, actors),
-        tokens_per_minute=_share(tokens_per_minute, actors),
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
         **client_options,
     )
     constructor_kwargs: dict[str, Any] = {

@@ -458,6 +458,25 @@ def test_the_key_is_not_sent_to_another_host_on_redirect():
         assert "Authorization" not in other.embeddings_requests[0].headers
 
 
+def test_default_headers_are_not_sent_to_another_host_on_redirect():
+    gateway = {"X-Api-Key": "gw-SECRET", "X-Trace": "also-dropped"}
+    with NebulaEmulator(api_key=SECRET) as origin, NebulaEmulator(api_key=SECRET) as other:
+        elsewhere = other.base_url.replace("127.0.0.1", "localhost") + "/embeddings"
+        origin.enqueue(Fault.redirect(elsewhere, code=307))
+        origin.enqueue(Fault.redirect(origin.base_url + "/embeddings", code=307))
+        client = NebulaClient(api_key=SECRET, base_url=origin.base_url, default_headers=gateway)
+
+        with pytest.raises(AuthenticationError):
+            client.embed(["x"])
+        # A redirect on the same host keeps them: they may be what the gateway checks.
+        client.embed(["y"])
+
+    [sent_elsewhere] = other.embeddings_requests
+    assert "X-Api-Key" not in sent_elsewhere.headers
+    assert "X-Trace" not in sent_elsewhere.headers
+    assert origin.embeddings_requests[-1].headers["X-Api-Key"] == "gw-SECRET"
+
+
 def test_a_key_with_a_line_break_is_refused_without_echoing_it():
     with pytest.raises(ConfigurationError, match="line break") as caught:
         NebulaClient(api_key="ak_abc\r\nX-Injected: 1")

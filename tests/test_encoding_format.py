@@ -150,6 +150,27 @@ def test_base64_mode_against_a_server_that_honours_it():
         assert client.embed(["q"]).embeddings == [float32(vector("q"))]
 
 
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        # OpenAI's own format: the field is named only in `param`.
+        b'{"error": {"message": "Invalid value: \'base64\'. Supported values are: \'float\'",'
+        b' "type": "invalid_request_error", "param": "encoding_format"}}',
+        b'{"error": "Unsupported encoding format: base64"}',
+        b'{"message": "Invalid value for encodingFormat"}',
+    ],
+)
+def test_other_phrasings_of_the_refusal_also_fall_back(refusal):
+    with CodecServer("base64", script=[(400, refusal)]) as server, client_for(server) as client:
+        assert client.embed(["q"]).embeddings == [vector("q")]
+        assert client.embed(["r"]).embeddings == [vector("r")]
+    assert [orjson.loads(body).get("encoding_format") for body in server.bodies] == [
+        "base64",
+        None,
+        None,
+    ]
+
+
 def test_a_400_about_something_else_does_not_switch_encoding():
     unknown_model = (400, b'{"error": {"message": "The model nebula/none does not exist"}}')
     with (

@@ -158,7 +158,7 @@ USER_TESTS = textwrap.dedent(
         result = NebulaClient().embed(texts, batch_size=3)  # 413: over the cap of 2
         assert result.embeddings == [nebula_env.embedding(text) for text in texts]
         statuses = [request.status for request in nebula_env.embeddings_requests]
-        assert statuses == [413, 200, 200, 200]  # the 413, then one input per request
+        assert statuses == [413, 200, 200]  # the 413, then the batch in two halves
     """
 )
 

@@ -119,6 +119,34 @@ def test_embedder_appends_exact_float64_vectors_to_an_arrow_batch(emu: NebulaEmu
     assert sorted(len(r.inputs or []) for r in emu.embeddings_requests) == [2, 4, 4]
 
 
+@pytest.mark.nebula_emulator(honour_encoding_format=True)
+def test_float32_arrow_column_holds_the_exact_vectors_from_base64(emu: NebulaEmulator) -> None:
+    embedder = NebulaEmbedder(
+        api_key=emu.api_key, base_url=emu.base_url, batch_size=3, dtype="float32"
+    )
+    texts = _texts(7)
+
+    out = embedder(pa.table({"text": texts}))
+
+    column = out.column("embedding")
+    assert column.type == pa.list_(pa.float32())
+    expected = np.array([emu.embedding(t) for t in texts], dtype=np.float32)
+    flat = column.combine_chunks().flatten().to_numpy()
+    assert flat.dtype == np.float32
+    assert np.array_equal(flat.reshape(7, 1024), expected)
+    assert column.to_pylist() == expected.tolist()
+    assert all(b'"encoding_format":"base64"' in r.body for r in emu.embeddings_requests)
+
+
+def test_an_empty_batch_gets_an_empty_vector_column(emu: NebulaEmulator) -> None:
+    for dtype, arrow_type in (("float32", pa.float32()), ("float64", pa.float64())):
+        embedder = NebulaEmbedder(api_key=emu.api_key, base_url=emu.base_url, dtype=dtype)
+        out = embedder(pa.table({"text": pa.array([], pa.string())}))
+        assert out.column("embedding").type == pa.list_(arrow_type)
+        assert out.num_rows == 0
+    assert emu.embeddings_requests == []
+
+
 def test_embedder_gives_numpy_batches_a_2d_float32_array(emu: NebulaEmulator) -> None:
     model = "BAAI/bge-large-en-v1.5"
     embedder = NebulaEmbedder(
@@ -148,8 +176,11 @@ def test_each_embedder_paces_itself_at_its_share_of_the_job_budget(emu: NebulaEm
         requests_per_minute=3000,
         tokens_per_minute=800_000,
     )
-    assert embedder.client.config.requests_per_minute == 750
-    assert embedder.client.config.tokens_per_minute == 200_000
+    # The whole budget, of which this actor takes a quarter; the share also splits what the
+    # pacer learns from the service's headers.
+    assert embedder.client.config.requests_per_minute == 3000
+    assert embedder.client.config.tokens_per_minute == 800_000
+    assert embedder.client.config.rate_limit_share == 0.25
     alone = NebulaEmbedder(api_key=emu.api_key, base_url=emu.base_url, requests_per_minute=60)
     assert alone.client.config.requests_per_minute == 60
     assert alone.client.config.tokens_per_minute is None

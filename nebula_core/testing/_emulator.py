@@ -67,6 +67,50 @@ class NebulaEmulator:
     `long_input`), a proxy (`max_body_bytes`), wire formats (`honour_encoding_format`,
     `extra_fields`, `vectors`) and keep-alive idle closes (`idle_timeout`); see
     docs/emulator.md. `emu.stats` counts what happened.
+
+    Args:
+        host: the address to bind; keep a loopback one.
+        port: the port to bind; 0 picks a free one (read it back from `port`/`base_url`).
+        api_key: the only key accepted as `Authorization: Bearer <key>`.
+        max_inputs_per_request: more inputs in one request get a 413, as the service does.
+        latency: seconds added to every embeddings request.
+        shuffle: answer `data` out of input order, so clients must place vectors by `index`.
+        seed: makes the shuffles and the random faults repeatable.
+        unknown_model_dimensions: the vector width for model ids not in the catalogue.
+        quiet: keep the server's request log off stderr.
+        capacity: a GPU's compute slots: at most this many requests computed at once, the
+            rest queue (None: unbounded).
+        seconds_per_request: a network round trip, spent before a slot is taken.
+        seconds_per_input / seconds_per_token: compute time while holding a slot.
+        requests_per_minute / tokens_per_minute: per-key limits, answered over with a 429 and
+            `Retry-After`.
+        rate_limit_algorithm: "bucket" (refills continuously) or "window" (sliding 60 s).
+        rate_limit_time_scale: how many emulated minutes pass per real minute (60: a minute
+            lasts a second), for time-compressed benchmarks.
+        rate_limit_headers: send OpenAI-style `x-ratelimit-*` headers on every answer.
+        rate_limit_body: the 429 body: "openai" JSON, "text", or nginx's "html" page.
+        max_input_tokens: the token limit per input, one int or a dict per model (None:
+            each model's context).
+        long_input: how an over-long input is answered: None (our 400), "tei"/"reject",
+            "vllm" (those servers' refusals), or "truncate" (embed its first tokens).
+        max_body_bytes: a proxy's body limit: nginx's HTML 413 above it.
+        honour_encoding_format: answer `"encoding_format": "base64"` in base64 float32
+            (ignored, floats sent, when False, as some deployments do).
+        extra_fields: "forbid" answers FastAPI's 422 for body keys besides model and input.
+        idle_timeout: seconds after which an idle keep-alive connection is closed.
+        vectors: "unit" (normalized) or "raw" (exact float16 values, unnormalized).
+
+    Attributes:
+        compute: the GPU model; `capacity` and `seconds_per_*` may be changed while running,
+            `peak_queued` tells how many requests waited for a slot.
+        rate_limits: the per-key limits; `requests_per_minute` and `tokens_per_minute` may be
+            changed while running.
+        long_inputs: `max_input_tokens`, `long_input`, and `limit(model)` for the one in force.
+        endpoint: the wire options (`max_body_bytes`, `rate_limit_headers`, `rate_limit_body`,
+            `honour_encoding_format`, `extra_fields`, `vectors`), changeable while running.
+
+    Raises:
+        ValueError: an option out of range or not one of its choices.
     """
 
     def __init__(
@@ -169,7 +213,14 @@ class NebulaEmulator:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> NebulaEmulator:
-        """Bind the port and serve in a background thread."""
+        """Bind the port and serve in a background thread.
+
+        Returns:
+            The emulator itself, so `emu = NebulaEmulator().start()` reads naturally.
+
+        Raises:
+            RuntimeError: it is already running.
+        """
         if self._server is not None:
             raise RuntimeError("the emulator is already running")
         server = EmulatorServer(self._host, self._port, self._handle, quiet=self._quiet)
@@ -204,7 +255,7 @@ class NebulaEmulator:
 
     @property
     def port(self) -> int:
-        """The port actually bound (useful with port=0)."""
+        """The port actually bound (useful with port=0); RuntimeError when not running."""
         return self._running().server_port
 
     @property
@@ -215,6 +266,7 @@ class NebulaEmulator:
 
     @property
     def api_key(self) -> str:
+        """The key the emulator accepts; any other gets a 401."""
         return self._api_key
 
     def env(self) -> dict[str, str]:
@@ -256,8 +308,15 @@ class NebulaEmulator:
     ) -> None:
         """Fail a random `rate` of embeddings requests with one of `faults` (0 disables).
 
-        Scripted faults from `enqueue` go first. The same seed gives the same sequence of
-        faulted requests.
+        Scripted faults from `enqueue` go first.
+
+        Args:
+            rate: the fraction of requests to fail, from 0 to 1.
+            faults: the faults drawn from, uniformly; by default those a client should retry.
+            seed: the same seed gives the same sequence of faulted requests.
+
+        Raises:
+            ValueError: `rate` outside 0..1, or a rate above 0 with no faults.
         """
         self._faults.set_rate(rate, faults, seed)
 
@@ -312,7 +371,16 @@ class NebulaEmulator:
         """Exactly the vector the emulator returns for `text` under `model`.
 
         With `long_input="truncate"` an over-long text gets the vector of its truncation, as
-        on the wire. `dtype="float32"` gives the values a base64 answer carries.
+        on the wire.
+
+        Args:
+            text: the input as sent.
+            model: the model id it was sent with.
+            dtype: "float64" for a float answer; "float32" for the values a base64 answer
+                carries.
+
+        Raises:
+            ValueError: an unknown `dtype`.
         """
         limit = self.long_inputs.limit(model)
         tokenizer = default_tokenizer(model)
@@ -330,7 +398,12 @@ class NebulaEmulator:
 
     @staticmethod
     def count_tokens(text: str, model: str = DEFAULT_MODEL) -> int:
-        """The tokens the emulator bills for `text` (and checks against the token limit)."""
+        """The tokens the emulator bills for `text` (and checks against the token limit).
+
+        Args:
+            text: the input as sent.
+            model: the model whose tokenizer counts it.
+        """
         return default_tokenizer(model).count(text)
 
     # -- serving -----------------------------------------------------------------------------

@@ -57,7 +57,21 @@ _MALFORMED_BODY = b'{"model": "WhereIsAI/UAE-Large-V1", "object": "list", "data"
 
 @dataclass(frozen=True)
 class Fault:
-    """One scripted failure of one POST /embeddings request; build it with the classmethods."""
+    """One scripted failure of one POST /embeddings request; build it with the classmethods.
+
+    The classmethods check their arguments (ValueError); the fields are for reading, e.g. in
+    assertions.
+
+    Attributes:
+        kind: which failure, named after the classmethod that builds it.
+        code: the HTTP status sent, when there is one.
+        message: the error message in a JSON error body (None: a default one).
+        retry_after: the `Retry-After` header's value, as sent.
+        headers: more headers sent with a status fault.
+        seconds: how late a delayed answer comes.
+        location: where a redirect points.
+        corruption: what a "corrupt" fault breaks in the body.
+    """
 
     kind: FaultKind
     code: int | None = None
@@ -76,7 +90,17 @@ class Fault:
         retry_after: str | float | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Fault:
-        """A JSON error with this status; `retry_after` (seconds or HTTP date) as given."""
+        """A JSON error with this status, as the service or a gateway sends it.
+
+        Args:
+            code: the status, 400..599.
+            message: the error's message (None: the status's usual one).
+            retry_after: a `Retry-After` header, in seconds or as an HTTP date, sent as given.
+            headers: more headers, e.g. `x-ratelimit-*` ones.
+
+        Raises:
+            ValueError: `code` outside 400..599.
+        """
         _check_code(code, 400, 599)
         return cls(
             "status",
@@ -93,19 +117,31 @@ class Fault:
 
     @classmethod
     def html_error(cls, code: int = 502) -> Fault:
-        """nginx's HTML error page instead of JSON, as when the model server is down."""
+        """nginx's HTML error page instead of JSON, as when the model server is down.
+
+        Args:
+            code: the status, 400..599.
+        """
         _check_code(code, 400, 599)
         return cls("html_error", code=code)
 
     @classmethod
     def cloudflare(cls, code: int = 522) -> Fault:
-        """Cloudflare's own HTML error page (520-524): the edge could not get an answer."""
+        """Cloudflare's own HTML error page: the edge could not get an answer.
+
+        Args:
+            code: the status, 520..524.
+        """
         _check_code(code, 520, 524)
         return cls("cloudflare", code=code)
 
     @classmethod
     def delay(cls, seconds: float) -> Fault:
-        """Answer normally after `seconds`: provokes client read timeouts."""
+        """Answer normally but late: provokes client read timeouts.
+
+        Args:
+            seconds: how long to wait before answering.
+        """
         if not seconds >= 0:
             raise ValueError(f"delay must be >= 0 seconds, got {seconds!r}")
         return cls("delay", seconds=float(seconds))
@@ -127,13 +163,22 @@ class Fault:
 
     @classmethod
     def redirect(cls, location: str, code: int = 307) -> Fault:
-        """A redirect to `location` (e.g. another host, to test that the key stays home)."""
+        """A redirect, e.g. to another host, to test that the key stays home.
+
+        Args:
+            location: the `Location` header.
+            code: the status, 300..399.
+        """
         _check_code(code, 300, 399)
         return cls("redirect", code=code, location=location)
 
     @classmethod
     def corrupt(cls, kind: Corruption) -> Fault:
-        """A 200 with valid JSON that is structurally wrong in the way `kind` names."""
+        """A 200 with valid JSON that is structurally wrong, which a client must refuse.
+
+        Args:
+            kind: what to break, one of `CORRUPTIONS`, e.g. "missing_index".
+        """
         if kind not in CORRUPTIONS:
             raise ValueError(f"unknown corruption {kind!r}; choose from {CORRUPTIONS}")
         return cls("corrupt", corruption=kind)
@@ -177,7 +222,11 @@ class Fault:
         return None
 
     def mangle(self, reply: Reply) -> Reply:
-        """Apply truncate/corrupt to a successful answer; any other answer passes unchanged."""
+        """Apply truncate/corrupt to a successful answer; any other answer passes unchanged.
+
+        Args:
+            reply: the service's answer to this request.
+        """
         if reply.status != 200:
             return reply
         if self.kind == "truncate":

@@ -15,10 +15,15 @@ __all__ = ["RecordedRequest", "Recorder"]
 class RecordedRequest:
     """One request as the emulator saw it.
 
-    `model`/`inputs` are None when the body did not say (or for non-embeddings requests);
-    `status` is 0 when the connection was dropped without an answer; `fault` is the name of
-    the fault applied, e.g. "status:429"; `headers` ignore case, Authorization is masked;
-    `body` is the request body exactly as it came over the wire.
+    Attributes:
+        model: the body's model; None when it did not say (or for non-embeddings requests).
+        inputs: the body's inputs, likewise.
+        status: the status answered; 0 when the connection was dropped without an answer.
+        fault: the name of the fault applied, e.g. "status:429".
+        headers: the request headers, case-insensitive, with Authorization masked.
+        path: the request path, e.g. "/v1/embeddings".
+        method: the HTTP method.
+        body: the request body exactly as it came over the wire.
     """
 
     model: str | None

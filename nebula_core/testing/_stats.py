@@ -12,11 +12,15 @@ __all__ = ["EmulatorStats", "StatsCounter"]
 class EmulatorStats:
     """A snapshot of `emu.stats`.
 
-    `requests`: POST /embeddings received; `statuses`: how many got each status (0: dropped
-    without an answer); `rejected_429`: refused by the rate limits (not by scripted faults);
-    `tokens`: tokens billed in successful answers; `inputs`: inputs embedded;
-    `peak_computing`: the most requests computed at once; `connections`: TCP connections
-    accepted; `idle_closed`: keep-alive connections the server closed for idleness.
+    Attributes:
+        requests: POST /embeddings received.
+        rejected_429: refused by the rate limits (not by scripted faults).
+        tokens: tokens billed in successful answers.
+        inputs: inputs embedded.
+        statuses: how many answers had each status (0: dropped without an answer).
+        peak_computing: the most requests computed at once.
+        connections: TCP connections accepted.
+        idle_closed: keep-alive connections the server closed for idleness.
     """
 
     requests: int = 0

@@ -33,7 +33,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture
 def nebula_emulator(request: pytest.FixtureRequest) -> Iterator[NebulaEmulator]:
-    """A running NebulaEmulator on a free port, stopped after the test."""
+    """A running NebulaEmulator on a free port, stopped after the test.
+
+    Args:
+        request: carries the test's `@pytest.mark.nebula_emulator(...)` marker, whose keyword
+            arguments configure the emulator.
+    """
     from nebula_core.testing import NebulaEmulator  # noqa: PLC0415 - only when used
 
     marker = request.node.get_closest_marker("nebula_emulator")
@@ -46,7 +51,12 @@ def nebula_emulator(request: pytest.FixtureRequest) -> Iterator[NebulaEmulator]:
 def nebula_env(
     nebula_emulator: NebulaEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[NebulaEmulator]:
-    """The emulator, with NEBULA_API_KEY and NEBULA_BASE_URL pointing at it for this test."""
+    """The emulator, with NEBULA_API_KEY and NEBULA_BASE_URL pointing at it for this test.
+
+    Args:
+        nebula_emulator: the running emulator (configured by the same marker).
+        monkeypatch: restores the environment after the test.
+    """
     for name, value in nebula_emulator.env().items():
         monkeypatch.setenv(name, value)
     yield nebula_emulator
