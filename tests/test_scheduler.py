@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 
@@ -500,3 +501,22 @@ def test_aembed_on_a_private_loop_inside_on_progress_runs_in_the_held_slot():
         after = client.embed(["after"])
         client.close()
     _check_nested_run(server, 1, outer, inner, after)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("limit", [1, 2])
+def test_embed_iter_inside_on_progress_runs_in_the_held_slot(limit):
+    with CountingServer(latency=0.01) as server:
+        client = client_for(server, max_concurrency=limit)
+        inner: list[object] = []
+
+        def on_progress(done: int) -> None:
+            texts = [f"inner {done} {i}" for i in range(3)]
+            batches = list(client.embed_iter(texts, batch_size=1))
+            vectors = [v for b in batches for v in b.embeddings]
+            inner.append((texts, SimpleNamespace(embeddings=vectors)))
+
+        outer = client.embed(INGEST[:16], batch_size=2, on_progress=on_progress)
+        after = client.embed(["after"])
+        client.close()
+    _check_nested_run(server, limit, outer, inner, after)
