@@ -5,15 +5,20 @@ batch comes from the call with the fewest requests running (ties: the call serve
 recently), so a one-text query waits for the next free slot, not behind another call's
 hundreds of queued batches. The policy is the pure function `next_in_line`; `Scheduler` is the
 mechanism (worker threads, one condition variable) and never runs more than `limit` at once.
+
+A call made from a thread that already runs one of the scheduler's batches (an `on_progress`
+callback that embeds) runs its own batches in that held slot: waiting for another slot could
+wait forever, since every slot may be held by a batch that waits the same way.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import itertools
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -87,16 +92,38 @@ class CallQueue:
         turn, so the client's limit and the fair share hold for the caller too.
         """
         scheduler = self._scheduler
+        if scheduler.holds_slot():
+            self._run_inline()
+            return
         task = scheduler._take_own(self, first=True)
         while task is not None:
             try:
-                _run_task(task)
+                with scheduler._holding():
+                    _run_task(task)
             except Exception:  # noqa: S110 - its future holds it, for the caller to collect
                 pass
             except BaseException:
                 scheduler._give_back(self)  # Ctrl-C: free the slot, take nothing more
                 raise
             task = scheduler._take_own(self, first=False)
+
+    @property
+    def nested(self) -> bool:
+        """True in a thread that runs one of this scheduler's batches: `help()` runs inline."""
+        return self._scheduler.holds_slot()
+
+    def _run_inline(self) -> None:
+        # The thread's slot is already counted: its nested batches run in it, one at a time,
+        # so the limit holds. Free slots, if any, may take some too (workers are woken).
+        scheduler = self._scheduler
+        scheduler._wake()
+        while (task := scheduler._take_nested(self)) is not None:
+            try:
+                _run_task(task)
+            except Exception:  # noqa: S110 - its future holds it, for the caller to collect
+                pass
+            finally:
+                scheduler._end_nested(self)
 
     def view(self) -> QueueView:
         return QueueView(self.running, len(self.tasks), self.last_served)
@@ -125,6 +152,20 @@ class Scheduler:
         self._workers = 0
         self._ticks = itertools.count()
         self._retiring = False
+        self._local = threading.local()  # `held`: this thread runs one of our batches now
+
+    def holds_slot(self) -> bool:
+        """Whether the calling thread is running one of this scheduler's batches."""
+        return bool(getattr(self._local, "held", False))
+
+    @contextlib.contextmanager
+    def _holding(self) -> Iterator[None]:
+        previous = self.holds_slot()
+        self._local.held = True
+        try:
+            yield
+        finally:
+            self._local.held = previous
 
     @property
     def limit(self) -> int:
@@ -191,6 +232,27 @@ class Scheduler:
                 self._cond.notify_all()
             return task
 
+    def _wake(self) -> None:
+        with self._cond:
+            self._spawn_if_needed()
+            self._cond.notify_all()
+
+    def _take_nested(self, queue: CallQueue) -> _Task | None:
+        """The next batch of a call nested in a held slot: no new slot is taken."""
+        with self._cond:
+            if not queue.tasks:
+                self._forget_if_idle(queue)
+                return None
+            task = queue.tasks.popleft()
+            queue.running += 1
+            queue.last_served = next(self._ticks)
+            return task
+
+    def _end_nested(self, queue: CallQueue) -> None:
+        with self._cond:
+            queue.running -= 1
+            self._forget_if_idle(queue)
+
     def _forget_if_idle(self, queue: CallQueue) -> None:
         # Only queues with work take part in the policy; an idle one keeps no reference here.
         if not queue.tasks and not queue.running and queue in self._queues:
@@ -255,7 +317,8 @@ class Scheduler:
                 return
             queue, task = picked
             try:
-                _run_task(task)
+                with self._holding():
+                    _run_task(task)
             except BaseException:  # noqa: S110 - the task's future holds the error
                 pass
             finally:

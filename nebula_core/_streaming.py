@@ -193,6 +193,8 @@ def _iterate(state: _Window, source: Iterator[str]) -> Iterator[EmbeddingBatch[A
             if not state.pending:
                 break
             batch = state.pending[0]
+            if state.queue.nested:  # inside a batch of this client: run in its held slot
+                state.queue.help()
             concurrent.futures.wait(batch.futures, return_when=concurrent.futures.FIRST_EXCEPTION)
             result = state.finish(batch)
             state.pending.popleft()
@@ -251,6 +253,8 @@ async def _aiterate(
             if not state.pending:
                 break
             batch = state.pending[0]
+            if state.queue.nested:  # a private loop inside a batch: run in its held slot
+                state.queue.help()
             awaitables = [asyncio.wrap_future(f) for f in batch.futures]
             for awaitable in awaitables:
                 awaitable.add_done_callback(consume_outcome)

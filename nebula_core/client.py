@@ -469,6 +469,10 @@ class NebulaClient:
         self, job: Job, queue: CallQueue, ranges: list[tuple[int, int]]
     ) -> None:
         futures = [queue.submit(self._embed_batch, job, start, end) for start, end in ranges]
+        if queue.nested:
+            # Run from inside a batch of this client (a loop in an on_progress callback): its
+            # slot is the one this call may use, so run the batches in it rather than wait.
+            queue.help()
         awaitables = [asyncio.wrap_future(future) for future in futures]
         for awaitable in awaitables:
             # Errors are re-raised below, once; this keeps asyncio from logging the others.

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 
@@ -399,3 +400,123 @@ def test_a_forked_child_starts_fresh_even_on_the_one_batch_path():
             time.sleep(0.01)
         client.close()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- a call made from inside a batch (an on_progress callback) --------------------------------
+
+
+def _nesting_progress(client: NebulaClient, inner: list[object]) -> Callable[[int], None]:
+    """A progress hook that embeds from inside the batch that reports: the thread holds a slot."""
+
+    def on_progress(done: int) -> None:
+        texts = [f"inner {done} {i}" for i in range(3)]
+        inner.append((texts, client.embed(texts, batch_size=1)))
+
+    return on_progress
+
+
+def _check_nested_run(
+    server: CountingServer, limit: int, outer: object, inner: list[object], after: object
+) -> None:
+    texts = INGEST[:16]
+    assert outer.embeddings == [vector_of(t) for t in texts]  # type: ignore[attr-defined]
+    assert len(inner) == 8  # one progress report per batch of 2
+    for inner_texts, result in inner:  # type: ignore[misc]
+        assert result.embeddings == [vector_of(t) for t in inner_texts]
+    assert after.embeddings == [vector_of("after")]  # type: ignore[attr-defined]
+    assert len(server.arrivals) == 8 + 8 * 3 + 1
+    assert 1 <= server.max_in_flight <= limit
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("limit", [1, 4])
+def test_embed_inside_on_progress_of_embed_runs_in_the_held_slot(limit):
+    with CountingServer(latency=0.01) as server:
+        client = client_for(server, max_concurrency=limit)
+        inner: list[object] = []
+        progress = _nesting_progress(client, inner)
+        outer = client.embed(INGEST[:16], batch_size=2, on_progress=progress)
+        after = client.embed(["after"])  # the client is not left stuck
+        running = client._scheduler.running  # type: ignore[union-attr]
+        client.close()
+    _check_nested_run(server, limit, outer, inner, after)
+    assert running == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("limit", [1, 4])
+async def test_embed_inside_on_progress_of_aembed_runs_in_the_held_slot(limit):
+    with CountingServer(latency=0.01) as server:
+        client = client_for(server, max_concurrency=limit)
+        inner: list[object] = []
+        progress = _nesting_progress(client, inner)
+        outer = await client.aembed(INGEST[:16], batch_size=2, on_progress=progress)
+        after = await client.aembed(["after"])
+        # The worker frees its slot just after the future resolves: wait for that state.
+        wait_until(lambda: client._scheduler.running == 0)  # type: ignore[union-attr]
+        client.close()
+    _check_nested_run(server, limit, outer, inner, after)
+
+
+@pytest.mark.timeout(60)
+def test_embed_nested_in_embed_from_concurrent_calls_holding_every_slot():
+    # Two outer calls on two slots, each nesting in every report: no slot is ever free.
+    with CountingServer(latency=0.01) as server:
+        client = client_for(server, max_concurrency=2)
+        inners: list[list[object]] = [[], []]
+        outers: list[object] = [None, None]
+
+        def outer_call(k: int) -> None:
+            texts = [f"outer {k} {i}" for i in range(8)]
+            progress = _nesting_progress(client, inners[k])
+            outers[k] = (texts, client.embed(texts, batch_size=2, on_progress=progress))
+
+        threads = [threading.Thread(target=outer_call, args=(k,), daemon=True) for k in (0, 1)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(50)
+        after = client.embed(["after"])
+        client.close()
+    for k in (0, 1):
+        texts, result = outers[k]  # type: ignore[misc]
+        assert result.embeddings == [vector_of(t) for t in texts]
+        assert len(inners[k]) == 4
+    assert after.embeddings == [vector_of("after")]
+    assert len(server.arrivals) == 2 * (4 + 4 * 3) + 1
+    assert server.max_in_flight <= 2
+
+
+@pytest.mark.timeout(60)
+def test_aembed_on_a_private_loop_inside_on_progress_runs_in_the_held_slot():
+    with CountingServer(latency=0.01) as server:
+        client = client_for(server, max_concurrency=1)
+        inner: list[object] = []
+
+        def on_progress(done: int) -> None:
+            texts = [f"inner {done} {i}" for i in range(3)]
+            inner.append((texts, asyncio.run(client.aembed(texts, batch_size=1))))
+
+        outer = client.embed(INGEST[:16], batch_size=2, on_progress=on_progress)
+        after = client.embed(["after"])
+        client.close()
+    _check_nested_run(server, 1, outer, inner, after)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("limit", [1, 2])
+def test_embed_iter_inside_on_progress_runs_in_the_held_slot(limit):
+    with CountingServer(latency=0.01) as server:
+        client = client_for(server, max_concurrency=limit)
+        inner: list[object] = []
+
+        def on_progress(done: int) -> None:
+            texts = [f"inner {done} {i}" for i in range(3)]
+            batches = list(client.embed_iter(texts, batch_size=1))
+            vectors = [v for b in batches for v in b.embeddings]
+            inner.append((texts, SimpleNamespace(embeddings=vectors)))
+
+        outer = client.embed(INGEST[:16], batch_size=2, on_progress=on_progress)
+        after = client.embed(["after"])
+        client.close()
+    _check_nested_run(server, limit, outer, inner, after)
