@@ -234,8 +234,10 @@ async def test_a_one_text_aembed_during_a_160_batch_aembed_waits_for_one_slot():
 
     # Requests that reached the server after the query was issued and before it: with a FIFO
     # pool this was the ingestion's whole queue (~140); with a fair share, the next free slot.
+    # The count is read before the query is queued, so on a loaded machine the 4 slots may
+    # each start one more ingestion request in between: bound by two rounds of slots.
     overtaken = server.arrival_of(QUERY) - issued_at
-    assert overtaken <= 2, overtaken
+    assert overtaken <= 8, overtaken
     assert query.embeddings == [vector_of(QUERY)]
     assert result.embeddings == [vector_of(t) for t in INGEST]
     assert server.max_in_flight == 4
@@ -255,7 +257,7 @@ def test_a_one_text_embed_during_a_160_batch_embed_in_another_thread_waits_for_o
         ingestion.join(60)
         client.close()
 
-    assert server.arrival_of(QUERY) - issued_at <= 2
+    assert server.arrival_of(QUERY) - issued_at <= 8  # two rounds of slots, not ~140
     assert query.embeddings == [vector_of(QUERY)]
     assert results[0].embeddings == [vector_of(t) for t in INGEST]  # type: ignore[attr-defined]
     assert server.max_in_flight == 4
